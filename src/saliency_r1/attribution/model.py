@@ -1,0 +1,170 @@
+"""`SaliencyModel`: an HF VLM + its processor + its spec, with the verb `explain`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import InputError
+from ..models.loading import load_hf
+from ..models.spec import ModelSpec, get_spec, unwrap
+from .decompose import trace
+from .inputs import open_image, prompt_inputs, response_ids, teacher_forced
+from .maps import build_plan, image_grids, split_examples, to_grids
+from .result import SaliencyResult
+from .spans import Spans, find_spans
+
+
+@dataclass
+class SaliencyModel:
+    """A supported VLM ready to explain its answers. Build it with :func:`load_model`."""
+
+    model: nn.Module
+    processor: object
+    spec: ModelSpec
+    name: str = ""
+
+    @property
+    def hf(self) -> nn.Module:
+        return unwrap(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.spec.get(self.hf, self.spec.image_token_attr))
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.spec.get(self.hf, self.spec.merge_size_attr))
+
+    @property
+    def patch_pixels(self) -> int:
+        return int(self.spec.get(self.hf, self.spec.patch_size_attr)) * self.merge_size
+
+    @property
+    def end_ids(self) -> frozenset[int]:
+        """End-of-turn ids: the generation config's eos ids and the tokenizer's eos."""
+        eos = getattr(self.hf.generation_config, "eos_token_id", None)
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        ids.add(self.processor.tokenizer.eos_token_id)
+        return frozenset(i for i in ids if i is not None)
+
+    def generate(self, prompt: dict, **generate_kwargs) -> list[int]:
+        """Generate a response to one prepared prompt with HF ``generate``; returns its ids (eos kept)."""
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in prompt.items()}
+        with torch.no_grad():
+            seq = self.model.generate(**inputs, **generate_kwargs)
+        ids = seq[0, prompt["input_ids"].shape[1]:].tolist()
+        for k, t in enumerate(ids):
+            if t in self.end_ids:
+                return ids[:k + 1]
+        return ids
+
+    def explain(self, image_or_images, question: str, response=None, *, think_query_offset: int = 0,
+                **generate_kwargs) -> SaliencyResult:
+        """Explain one answer: generate it (``response=None``) or teacher-force the given one, then trace.
+
+        The trace is one teacher-forced forward over prompt + response with the model's own attention
+        kernel (method.md §1-§2). ``generate_kwargs`` (``max_new_tokens``, ``do_sample``,
+        ``temperature``...) go to HF ``generate``.
+
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from saliency_r1 import load_model
+        >>> from saliency_r1.models.tiny import tiny_checkpoint
+        >>> model = load_model(tiny_checkpoint(tempfile.mkdtemp() + "/tiny"))
+        >>> res = model.explain(Image.new("RGB", (84, 56)), "What colour?", response="<think>red</think>red")
+        >>> res.grids, tuple(res.contributions.shape)
+        ([(2, 3)], (4, 6))
+        """
+        images = image_or_images if isinstance(image_or_images, (list, tuple)) else [image_or_images]
+        images = [open_image(im, min_side=self.patch_pixels) for im in images]
+        t0 = time.perf_counter()
+        prompt = prompt_inputs(self.processor, images, question)
+        end_id = self.processor.tokenizer.eos_token_id
+        t_gen = 0.0
+        if response is None:
+            ids = self.generate(prompt, **generate_kwargs)
+            t_gen = time.perf_counter() - t0
+            if not ids:
+                raise InputError("the model generated an empty response; raise max_new_tokens")
+        else:
+            ids = response_ids(self.processor, response, end_id)
+        t1 = time.perf_counter()
+        result = self.trace_one(prompt, ids, images, question, think_query_offset)
+        result.meta["timings"] = {"generate_s": t_gen, "trace_s": time.perf_counter() - t1}
+        return result
+
+    def trace_one(self, prompt: dict, ids: list[int], images, question: str,
+                  think_query_offset: int = 0) -> SaliencyResult:
+        """Trace one prepared prompt + response ids and assemble the :class:`SaliencyResult`."""
+        inputs = teacher_forced(prompt, ids)
+        rs = prompt["input_ids"].shape[1]
+        spans = find_spans(self.processor.tokenizer, ids, self.end_ids).shifted(rs)
+        plan = build_plan(inputs["input_ids"], inputs["attention_mask"], [rs], [spans], self.image_token_id,
+                          think_query_offset=think_query_offset)
+        dev = self.device
+        out = trace(self.model, self.spec, {k: v.to(dev) for k, v in inputs.items()}, plan.to(dev))
+        ex = split_examples(out, plan, [spans], [rs])[0]
+        grids = image_grids(prompt["image_grid_thw"], self.merge_size)
+        maps = {k: (to_grids(getattr(ex, k), grids) if getattr(ex, k) is not None else None)
+                for k in ("holistic", "think", "answer", "attn")}
+        return SaliencyResult(
+            input_ids=inputs["input_ids"][0], response_start=rs, response_ids=torch.tensor(ids),
+            tokens=[self.processor.tokenizer.decode([t]) for t in ids], think_span=spans.think,
+            answer_span=spans.answer, contributions=ex.contributions, grids=grids,
+            token_maps=to_grids(ex.contributions.clamp_min(0), grids), **maps,
+            image_sizes=[im.size for im in images], resized_sizes=[(w * self.patch_pixels, h * self.patch_pixels)
+                                                                   for h, w in grids],
+            patch_pixels=self.patch_pixels, question=question,
+            response_text=self.processor.tokenizer.decode(ids, skip_special_tokens=True),
+            holistic_reason=_reason(spans), meta={"model": self.name, "family": self.spec.family,
+                                                  "attn_implementation": _attn_impl(self.hf)},
+            images=list(images))
+
+    def spans(self, ids: list[int]) -> Spans:
+        """Θ / Α spans of a response (relative token indices)."""
+        return find_spans(self.processor.tokenizer, ids, self.end_ids)
+
+
+def _reason(spans: Spans) -> str | None:
+    return None if spans.think is not None and spans.answer is not None else spans.reason
+
+
+def _attn_impl(hf: nn.Module) -> str:
+    cfg = getattr(hf.config, "text_config", hf.config)
+    return str(cfg._attn_implementation)
+
+
+def load_model(path_or_id: str | Path, device=None, dtype=None, attn_implementation: str | None = None,
+               trust_remote_code: bool = False) -> SaliencyModel:
+    """Load a supported VLM checkpoint directory (or LoRA adapter directory) ready to explain.
+
+    >>> import tempfile
+    >>> from saliency_r1.models.tiny import tiny_checkpoint
+    >>> load_model(tiny_checkpoint(tempfile.mkdtemp() + "/tiny")).spec.family
+    'qwen2_5_vl'
+    """
+    model, processor = load_hf(path_or_id, device=device, dtype=dtype, attn_implementation=attn_implementation,
+                               trust_remote_code=trust_remote_code)
+    return from_pretrained_objects(model, processor, name=str(path_or_id))
+
+
+def from_pretrained_objects(model: nn.Module, processor, name: str = "") -> SaliencyModel:
+    """Wrap an already-loaded HF model (peft-wrapped or not) and its processor.
+
+    >>> from saliency_r1.models.tiny import build_tiny
+    >>> from_pretrained_objects(*build_tiny()).spec.family
+    'qwen2_5_vl'
+    """
+    return SaliencyModel(model=model, processor=processor, spec=get_spec(model), name=name)
+
+
+__all__ = ["SaliencyModel", "load_model", "from_pretrained_objects"]

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny checkpoints built locally once per session (no network)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    from saliency_r1.models.tiny import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_gqa3_dir(tmp_path_factory):
+    """A GQA ratio of 3 (6 query heads over 2 kv heads), head_dim 16."""
+    from saliency_r1.models.tiny import TinyConfig, tiny_checkpoint
+
+    cfg = TinyConfig(hidden_size=96, num_heads=6, num_kv_heads=2, intermediate_size=192)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_gqa3", config=cfg, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    from saliency_r1 import load_model
+
+    return load_model(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_eager(tiny_dir):
+    from saliency_r1 import load_model
+
+    return load_model(tiny_dir, attn_implementation="eager")
+
+
+def make_image(w: int = 168, h: int = 140, seed: int = 0) -> Image.Image:
+    """A small scene with a few coloured shapes (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    img = Image.new("RGB", (w, h), (235, 235, 230))
+    d = ImageDraw.Draw(img)
+    for _ in range(4):
+        x, y = (int(v) for v in torch.randint(0, max(1, min(w, h) - 30), (2,), generator=g))
+        col = tuple(int(c) for c in torch.randint(0, 255, (3,), generator=g))
+        d.ellipse([x, y, x + 28, y + 28], fill=col)
+    return img
+
+
+@pytest.fixture
+def image():
+    return make_image()
