@@ -1,0 +1,171 @@
+"""Tracer overhead: plain forward vs forward with the tracer vs the naive eager implementation.
+
+One run, same model and inputs, printing ratios. Targets (issue 2): tracer time <= 1.15 x plain
+forward; tracer memory overhead <= 10 % of the forward's peak; on a GPU, 7B shape, >= 1000 visual and
+512 response tokens: tracer overhead <= 5 %.
+
+All three run the same teacher-forced forward over prompt + response with ``logits_to_keep=1`` (a
+prefill: hidden states, no full-vocabulary logits), so the difference is the saliency work alone.
+Peak memory: CUDA ``max_memory_allocated``; CPU the process's resident high-water mark (VmHWM),
+reset before each measurement through ``/proc/self/clear_refs``.
+
+    python benchmarks/saliency_overhead.py                       # tiny + 3B widths (4 layers), CPU
+    python benchmarks/saliency_overhead.py --preset 7b --device cuda --dtype bfloat16 --grid 32 32 \
+        --response 512 --modes plain,tracer
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+
+import torch
+
+from saliency_r1.attribution.decompose import trace
+from saliency_r1.attribution.maps import build_plan
+from saliency_r1.attribution.spans import Spans
+from saliency_r1.models.presets import IMAGE_PAD, random_vlm, synthetic_inputs
+from saliency_r1.models.spec import get_spec
+
+
+def _hwm_reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(fn, device: torch.device, repeats: int) -> dict:
+    """Median seconds over ``repeats`` after one warm-up; peak memory of one call."""
+    cuda = device.type == "cuda"
+    fn()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        base = _rss_bytes()
+        _hwm_reset()
+        fn()
+        peak = _hwm_bytes()
+    return {"seconds": statistics.median(times), "peak_bytes": peak, "base_bytes": base}
+
+
+def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[int, int], n_response: int,
+        device: str, dtype: str, repeats: int, modes: list[str]) -> dict:
+    dev, dt = torch.device(device), getattr(torch, dtype)
+    torch.manual_seed(0)
+    model = random_vlm(preset, n_layers=layers, vision_depth=vision_depth, dtype=dt, device=dev)
+    spec = get_spec(model)
+    inputs, rs, think, answer = synthetic_inputs(model, grid, n_prompt=48, n_response=n_response)
+    plan = build_plan(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), [rs], [Spans(think, answer)],
+                      IMAGE_PAD).to(dev)
+
+    def plain():
+        with torch.no_grad():
+            model(**inputs, use_cache=False, logits_to_keep=1)
+
+    def tracer():
+        trace(model, spec, inputs, plan)
+
+    def naive():
+        from saliency_r1.attribution.reference import naive_trace
+
+        model.set_attn_implementation("eager")
+        try:
+            naive_trace(model, spec, inputs, plan)
+        finally:
+            model.set_attn_implementation("sdpa")
+
+    fns = {"plain": plain, "tracer": tracer, "naive": naive}
+    res = {m: measure(fns[m], dev, repeats if m != "naive" else max(1, repeats // 3)) for m in modes}
+    T = inputs["input_ids"].shape[1]
+    out = {"preset": preset, "layers": spec.n_layers(model), "device": str(dev), "dtype": dtype,
+           "tokens": T, "visual": grid[0] * grid[1], "response": n_response, "results": res}
+    p = res["plain"]
+    for m in modes:
+        if m == "plain":
+            continue
+        r = res[m]
+        out[f"{m}_time_ratio"] = r["seconds"] / p["seconds"]
+        out[f"{m}_mem_overhead"] = (r["peak_bytes"] - p["peak_bytes"]) / p["peak_bytes"]
+        act_p = max(p["peak_bytes"] - p["base_bytes"], 1)
+        out[f"{m}_activation_ratio"] = (r["peak_bytes"] - r["base_bytes"]) / act_p
+    return out
+
+
+def _print(row: dict) -> None:
+    res = row["results"]
+    print(f"\n{row['preset']} ({row['layers']} layers, {row['dtype']}, {row['device']}): T={row['tokens']}, "
+          f"V={row['visual']}, response={row['response']}")
+    for m, r in res.items():
+        print(f"  {m:7s} {r['seconds'] * 1e3:9.1f} ms   peak {r['peak_bytes'] / 2**20:9.1f} MiB "
+              f"(+{(r['peak_bytes'] - r['base_bytes']) / 2**20:8.1f} MiB over the loaded model)")
+    for m in res:
+        if m != "plain":
+            print(f"  {m}/plain: time x{row[f'{m}_time_ratio']:.3f}, peak memory "
+                  f"{100 * row[f'{m}_mem_overhead']:+.1f} %, activation memory x{row[f'{m}_activation_ratio']:.2f}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", action="append", help="tiny, 3b or 7b (repeatable); default: tiny and 3b")
+    ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: tiny 4, 3b 4, 7b all)")
+    ap.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default: 2 on CPU)")
+    ap.add_argument("--grid", type=int, nargs=2, default=None, help="merged grid h w (visual tokens = h*w)")
+    ap.add_argument("--response", type=int, default=None, help="response tokens")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--modes", default="plain,tracer,naive")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    for preset in args.preset or ["tiny", "3b"]:
+        cpu_defaults = {"tiny": ((6, 6), 64, None, None), "3b": ((16, 16), 128, 4, 2), "7b": ((32, 32), 512, None, None)}
+        grid, resp, layers, vdepth = cpu_defaults[preset]
+        row = run(preset, args.layers or layers, args.vision_depth or vdepth, tuple(args.grid or grid),
+                  args.response or resp, args.device, args.dtype, args.repeats, args.modes.split(","))
+        _print(row)
+        rows.append(row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
