@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest tests
 
 demo: setup
-	$(BIN)/saliency-r1 demo --out runs/demo
+	$(BIN)/python examples/quickstart.py
 
 bench: setup
 	$(BIN)/python benchmarks/saliency_overhead.py
