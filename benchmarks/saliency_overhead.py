@@ -55,19 +55,18 @@ def _rss_bytes() -> int:
     return 0
 
 
-def measure(fn, device: torch.device, repeats: int) -> dict:
-    """Median seconds over ``repeats`` after one warm-up; peak memory of one call."""
-    cuda = device.type == "cuda"
+def _time(fn, cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def _peak(fn, cuda: bool) -> tuple[int, int]:
+    """(base, peak) bytes of one call: CUDA allocator stats, or the reset RSS high-water mark."""
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
@@ -75,13 +74,30 @@ def measure(fn, device: torch.device, repeats: int) -> dict:
         base = torch.cuda.memory_allocated()
         fn()
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        base = _rss_bytes()
-        _hwm_reset()
+        return base, torch.cuda.max_memory_allocated()
+    base = _rss_bytes()
+    _hwm_reset()
+    fn()
+    return base, _hwm_bytes()
+
+
+def measure(fns: dict, device: torch.device, repeats: int) -> dict:
+    """Median seconds per mode, the modes interleaved round by round (so load drift hits all alike),
+    after one warm-up each; then the peak memory of one call per mode."""
+    cuda = device.type == "cuda"
+    times = {m: [] for m in fns}
+    for fn in fns.values():
         fn()
-        peak = _hwm_bytes()
-    return {"seconds": statistics.median(times), "peak_bytes": peak, "base_bytes": base}
+    for r in range(repeats):
+        for m, fn in fns.items():
+            if m == "naive" and r % 3:
+                continue  # the naive path is slow: a third of the rounds
+            times[m].append(_time(fn, cuda))
+    out = {}
+    for m, fn in fns.items():
+        base, peak = _peak(fn, cuda)
+        out[m] = {"seconds": statistics.median(times[m]), "peak_bytes": peak, "base_bytes": base}
+    return out
 
 
 def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[int, int], n_response: int,
@@ -111,7 +127,7 @@ def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[i
             model.set_attn_implementation("sdpa")
 
     fns = {"plain": plain, "tracer": tracer, "naive": naive}
-    res = {m: measure(fns[m], dev, repeats if m != "naive" else max(1, repeats // 3)) for m in modes}
+    res = measure({m: fns[m] for m in modes}, dev, repeats)
     T = inputs["input_ids"].shape[1]
     out = {"preset": preset, "layers": spec.n_layers(model), "device": str(dev), "dtype": dtype,
            "tokens": T, "visual": grid[0] * grid[1], "response": n_response, "results": res}
@@ -149,7 +165,7 @@ def main(argv=None) -> None:
     ap.add_argument("--response", type=int, default=None, help="response tokens")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--modes", default="plain,tracer,naive")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)

@@ -92,6 +92,7 @@ def test_rollout_hand_checkable():
     dec.contrib = torch.zeros(1, 1, 2)
     dec.hol, dec.attn = torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)
     dec.layers_seen = set()
+    dec.qpos, dec.allowed, dec.empty_rows = dec._queries()
     q = torch.zeros(1, H, T, E)
     k = torch.zeros(1, H, T, E)
     v = torch.ones(1, H, T, E)

@@ -109,21 +109,26 @@ class LogitDecomposer:
         self.hol = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
         self.attn = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
         self.layers_seen: set[int] = set()
+        self.qpos, self.allowed, self.empty_rows = self._queries()
+
+    def _queries(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Traced query positions ``(B, Q)``, their causal + padding key mask ``(B, 1, 1, Q, T)``, and
+        whether some row sees no key at all (padding rows), once per plan."""
+        plan = self.plan
+        qpos = torch.cat([plan.rows, plan.think_q], 1) if self.do_rollout else plan.rows  # (B, Q)
+        keys = torch.arange(plan.key_mask.shape[1], device=qpos.device)
+        allowed = (keys[None, None, :] <= qpos[:, :, None]) & plan.key_mask[:, None, :].bool()  # (B, Q, T)
+        return qpos, allowed[:, None, None], not bool(allowed.any(-1).all())
 
     def _probs(self, module, query, key) -> torch.Tensor:
         """Softmax rows of the traced queries over all keys, float32: ``(B, K, G, Q, T)``."""
-        plan = self.plan
         B, H, T, E = query.shape
-        K = key.shape[1]
-        qpos = torch.cat([plan.rows, plan.think_q], 1) if self.do_rollout else plan.rows  # (B, Q)
-        Q = qpos.shape[1]
-        q = query.gather(2, qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
+        K, Q = key.shape[1], self.qpos.shape[1]
+        q = query.gather(2, self.qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
         q = q.view(B, K, H // K, Q, E)  # (B, K, G, Q, E)
         scores = torch.einsum("bkgqe,bkte->bkgqt", q, key.float()) * module.scaling  # (B, K, G, Q, T)
-        keys = torch.arange(T, device=query.device)
-        allowed = (keys[None, None, :] <= qpos[:, :, None]) & plan.key_mask[:, None, :].bool()  # (B, Q, T)
-        scores = scores.masked_fill(~allowed[:, None, None], float("-inf"))
-        return torch.nan_to_num(scores.softmax(-1), nan=0.0)
+        probs = scores.masked_fill_(~self.allowed, float("-inf")).softmax(-1)
+        return torch.nan_to_num(probs, nan=0.0) if self.empty_rows else probs
 
     @torch.no_grad()
     def __call__(self, layer: int, module: nn.Module, query, key, value) -> None:
