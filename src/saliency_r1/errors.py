@@ -15,8 +15,12 @@ class InputError(SaliencyR1Error, ValueError):
     """Bad user input: an image, a box, a response, a file."""
 
 
+class NumericalError(SaliencyR1Error, FloatingPointError):
+    """The model's own forward produced NaN/inf (reported, never propagated into maps or rewards)."""
+
+
 class CaptureError(SaliencyR1Error, RuntimeError):
     """A capture context ended without capturing anything (the hooks never fired)."""
 
 
-__all__ = ["SaliencyR1Error", "UnsupportedModelError", "InputError", "CaptureError"]
+__all__ = ["SaliencyR1Error", "UnsupportedModelError", "InputError", "NumericalError", "CaptureError"]

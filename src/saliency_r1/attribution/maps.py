@@ -6,6 +6,7 @@ and spans in, holistic (or variant) maps out, without generating.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,8 @@ from ..errors import InputError
 from ..models.spec import ModelSpec, unwrap
 from .decompose import TraceOutput, TracePlan, trace
 from .spans import Spans
+
+logger = logging.getLogger(__name__)
 
 VARIANTS = ("full", "think", "answer", "attn")
 """Holistic-map variants (method.md §2): ``full`` is the thinking-bottleneck rollout."""
@@ -30,6 +33,12 @@ class ExampleMaps:
     answer: torch.Tensor | None        # (V,)
     attn: torch.Tensor | None          # (V,)
     target_logits: torch.Tensor        # (N,)
+
+    @property
+    def finite(self) -> bool:
+        """False when the model's forward produced NaN/inf for this example (maps are then unusable)."""
+        parts = [self.contributions, self.target_logits] + [m for m in (self.holistic, self.attn) if m is not None]
+        return all(bool(torch.isfinite(p).all()) for p in parts)
 
 
 def _pad(seqs: list[torch.Tensor], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,8 +170,11 @@ def holistic_maps(model: nn.Module, spec: ModelSpec, inputs: dict, response_star
                               image_grids(inputs["image_grid_thw"].cpu(), merge))
     key = {"full": "holistic"}.get(variant, variant)
     maps = []
-    for ex, g in zip(split_examples(out, plan, spans, response_starts), grids):
+    for b, (ex, g) in enumerate(zip(split_examples(out, plan, spans, response_starts), grids)):
         m = getattr(ex, key)
+        if m is not None and not ex.finite:
+            logger.warning("example %d: the model's forward produced NaN/inf; its map is None", b)
+            m = None
         maps.append(to_grids(m, g) if m is not None and g else None)
     return maps
 

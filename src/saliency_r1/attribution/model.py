@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import InputError
+from ..errors import InputError, NumericalError
 from ..models.loading import load_hf
 from ..models.spec import ModelSpec, get_spec, unwrap
 from .decompose import trace
@@ -113,6 +113,9 @@ class SaliencyModel:
         dev = self.device
         out = trace(self.model, self.spec, {k: v.to(dev) for k, v in inputs.items()}, plan.to(dev))
         ex = split_examples(out, plan, [spans], [rs])[0]
+        if not ex.finite:
+            raise NumericalError("the model's forward produced NaN/inf for this input (check the weights and "
+                                 "dtype; try dtype='float32')")
         grids = image_grids(prompt["image_grid_thw"], self.merge_size)
         maps = {k: (to_grids(getattr(ex, k), grids) if getattr(ex, k) is not None else None)
                 for k in ("holistic", "think", "answer", "attn")}
