@@ -1,0 +1,73 @@
+"""Other VLM families from their real transformers classes (tiny configs, synthetic inputs):
+the tracer matches the naive eager oracle and leaves logits unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from saliency_r1.attribution.decompose import trace
+from saliency_r1.attribution.maps import build_plan
+from saliency_r1.attribution.reference import naive_trace
+from saliency_r1.attribution.spans import Spans
+from saliency_r1.models.presets import IMAGE_PAD, VISION_END, VISION_START
+from saliency_r1.models.spec import get_spec
+
+IDS = dict(image_token_id=IMAGE_PAD, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END)
+TEXT = dict(vocab_size=IMAGE_PAD + 8, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+
+
+def _qwen2_vl():
+    cfg = transformers.Qwen2VLConfig(
+        text_config=dict(TEXT, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2), **IDS)
+    return cfg, transformers.Qwen2VLForConditionalGeneration, 14
+
+
+def _qwen3_vl():
+    cfg = transformers.Qwen3VLConfig(
+        text_config=dict(TEXT, head_dim=16, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                             "mrope_interleaved": True}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+                           num_position_embeddings=64, deepstack_visual_indexes=[0]), **IDS)
+    return cfg, transformers.Qwen3VLForConditionalGeneration, 16
+
+
+def _inputs(cfg, patch, gh=3, gw=4, n_resp=12):
+    g = torch.Generator().manual_seed(0)
+    n_vis = gh * gw
+    ids = torch.cat([torch.randint(10, 500, (5,), generator=g), torch.tensor([VISION_START]),
+                     torch.full((n_vis,), IMAGE_PAD), torch.tensor([VISION_END]),
+                     torch.randint(10, 500, (6 + n_resp,), generator=g)])[None]
+    dim = 3 * 2 * patch * patch
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+              "mm_token_type_ids": (ids == IMAGE_PAD).long(),
+              "pixel_values": torch.randn(4 * n_vis, dim, generator=g),
+              "image_grid_thw": torch.tensor([[1, 2 * gh, 2 * gw]])}
+    rs = ids.shape[1] - n_resp
+    spans = Spans((rs, rs + 8), (rs + 8, rs + n_resp))
+    return inputs, build_plan(ids, inputs["attention_mask"], [rs], [spans], IMAGE_PAD)
+
+
+@pytest.mark.parametrize("family", [_qwen2_vl, _qwen3_vl], ids=["qwen2_vl", "qwen3_vl"])
+def test_family_matches_naive_oracle(family):
+    cfg, cls, patch = family()
+    torch.manual_seed(0)
+    model = cls(cfg).eval()
+    spec = get_spec(model)
+    inputs, plan = _inputs(cfg, patch)
+    with torch.no_grad():
+        before = model(**inputs, use_cache=False).logits
+    ours = trace(model, spec, inputs, plan)
+    with torch.no_grad():
+        after = model(**inputs, use_cache=False).logits
+    assert torch.equal(before, after)
+    model.set_attn_implementation("eager")
+    ref = naive_trace(model, spec, inputs, plan)
+    assert torch.allclose(ours.contributions[0], ref["contributions"], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(ours.holistic[0], ref["holistic"], rtol=1e-4, atol=1e-7)
+    assert ours.contributions.abs().sum() > 0
