@@ -2,6 +2,8 @@
 
     python docs/make_screenshot.py                      # hand-built synthetic result (no model)
     python docs/make_screenshot.py --result runs/demo/x # a SaliencyResult saved with .save(dir)
+    python docs/make_screenshot.py --html runs/explain/report.html --out docs/explain_screenshot.png
+                                                        # a report as written (saliency-r1 explain)
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package (dev extra).
 """
@@ -38,9 +40,14 @@ def main() -> None:
     ap.add_argument("--result", help="directory of a saved SaliencyResult (default: synthetic)")
     ap.add_argument("--boxes", help="JSON list of pixel xyxy evidence boxes of image 0")
     ap.add_argument("--scores", help='JSON dict of scores, e.g. {"energy_pg": 0.41}')
+    ap.add_argument("--html", help="screenshot this existing report (e.g. from saliency-r1 explain) as is")
     ap.add_argument("--token", type=int, default=None, help="click this token before the shot")
     ap.add_argument("--out", default=str(HERE / "report_screenshot.png"))
     args = ap.parse_args()
+    if args.html:
+        _shoot(Path(args.html).resolve(), args.out, args.token, None)
+        print(args.out)
+        return
     if args.result:
         from saliency_r1.attribution.result import SaliencyResult
 
@@ -54,20 +61,25 @@ def main() -> None:
     work = tempfile.mkdtemp()
     page = report_html(result, Path(work) / "report.html", boxes=boxes, scores=scores,
                        title="What colour is the car?" if not args.result else None)
-    driver = browser(str(Path(work) / "profile"))
+    token = args.token if args.token is not None or args.result else _first_visual_token(result)
+    _shoot(page, args.out, token, work)
+    print(args.out)
+
+
+def _shoot(page: Path, out: str, token: int | None, work: str | None) -> None:
+    """Open ``page`` in headless Chromium, click response token ``token`` (if any), save the full page."""
+    driver = browser(str(Path(work or tempfile.mkdtemp()) / "profile"))
     try:
         driver.get(page.as_uri())
-        if args.token is not None or not args.result:
-            k = args.token if args.token is not None else _first_visual_token(result)
-            driver.find_element("css selector", f'.sr-tok[data-k="{k}"]').click()
+        if token is not None:
+            driver.find_element("css selector", f'.sr-tok[data-k="{token}"]').click()
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": 1360, "height": min(int(height), 4000), "deviceScaleFactor": 1,
             "mobile": False})
-        driver.save_screenshot(args.out)
+        driver.save_screenshot(out)
     finally:
         driver.quit()
-    print(args.out)
 
 
 def _first_visual_token(result) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .._io import atomic_write as _atomic_write
 from ..errors import InputError
 
 _TENSOR_FIELDS = ("input_ids", "response_ids", "contributions")
@@ -136,13 +137,6 @@ class SaliencyResult:
 
             kwargs["images"] = [Image.open(p).convert("RGB") for p in images]
         return cls(**kwargs)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary sibling, then rename: a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
 
 
 __all__ = ["SaliencyResult"]

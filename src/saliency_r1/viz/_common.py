@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from .._io import atomic_write  # noqa: F401  (the one crash-safe write; viz modules import it from here)
 
 CMAP = "viridis"  # perceptually uniform, colour-blind safe, prints in grey scale
 
 Box = Sequence[float]
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
-
-    A crash while writing leaves ``path`` untouched (and removes the temporary file).
-    """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
 
 
 def to_numpy(grid: Any) -> np.ndarray:

@@ -1,0 +1,489 @@
+"""`saliency-r1 explain`: saliency maps, scores and a report for one example or a JSONL batch.
+
+Single example::
+
+    saliency-r1 explain --model DIR --image IMG --question Q [--response TEXT]
+        [--box X1,Y1,X2,Y2 ...] [--box-format xyxy|xywh|norm_xyxy|visual_cot] [--mask PATH_OR_JSON]
+        [--out DIR] [--which holistic|think|answer|attn] [--max-new-tokens N]
+        [--do-sample --temperature T --top-p P] [--seed S] [--device D] [--dtype T]
+
+Batch (resumable)::
+
+    saliency-r1 explain --batch rows.jsonl --model DIR --out DIR [same options]
+
+Each example directory holds ``report.html``, ``holistic.png``, ``tokens.png``, ``result.json`` and
+``saliency/`` (the :class:`~saliency_r1.attribution.result.SaliencyResult`, reload it with
+``SaliencyResult.load``). In ``result.json``, ``think_span`` / ``answer_span`` index ``tokens``
+(add ``response_start`` for positions in the traced sequence) and ``boxes_xyxy`` are pixels of the
+original image. A batch writes ``DIR/<id>/`` per row, one line per row in ``DIR/records.jsonl``
+(status ``ok`` or ``skipped`` with its reason), ``DIR/run.json`` (the options; a resumed run must
+pass the same ones) and ``DIR/summary.{md,json}``; re-running the same command skips the rows with
+an ``ok`` record and redoes everything else (skipped rows are retried). Exit status: 0 all done,
+1 batch finished with skipped rows, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, SaliencyR1Error, UnsupportedModelError
+from ..scoring import BOX_FORMATS, MAP_KINDS, as_mask, parse_box_string, polygons_to_mask, score_result, to_xyxy
+from ._common import (BatchTally, RecordLog, check_run_options, iter_jsonl, one_line, quiet_libraries, safe_name, summarise_batch,
+                      write_json)
+
+FILES = ("report.html", "holistic.png", "tokens.png", "result.json", "saliency")
+_PARTIAL = ".partial-"
+_RESERVED = {"records.jsonl", "summary.md", "summary.json", "run.json"}
+
+
+@dataclass
+class Example:
+    """One validated example, ready to explain (boxes already pixel xyxy of the original image)."""
+
+    id: str
+    image: Any
+    image_path: str
+    question: str
+    response: str | None
+    boxes: list[list[float]]
+    mask: np.ndarray | None
+    reference: str | None = None
+    row: int | None = None
+
+
+def add_parser(sub) -> None:
+    """Register ``explain`` on the top-level sub-parsers."""
+    p = sub.add_parser("explain", help="saliency maps, scores and an HTML report for one image or a JSONL batch",
+                       description=__doc__.splitlines()[0],
+                       epilog="A box starting with '-' needs '=': --box=-3,4,50,60.")
+    p.add_argument("--model", required=True, help="checkpoint (or LoRA adapter) directory of a Qwen-VL model")
+    one = p.add_argument_group("single example")
+    one.add_argument("--image", help="image file (PNG/JPEG/WebP...; CMYK, RGBA, grey, 16-bit are converted)")
+    one.add_argument("--question", help="the question (plain text; HTML in it is shown as text)")
+    one.add_argument("--response", default=None, help="explain this response (teacher-forced) instead of generating")
+    one.add_argument("--box", action="append", default=None, metavar="BOX",
+                     help='evidence box "x1,y1,x2,y2" or "[x1, y1, x2, y2]"; repeat for several (union)')
+    one.add_argument("--mask", action="append", default=None, metavar="PATH_OR_JSON",
+                     help="evidence mask: a mask image (non-zero = evidence), a .json file or inline JSON of "
+                          "pixel polygons [[x, y], ...]; repeatable")
+    p.add_argument("--box-format", default="xyxy", choices=BOX_FORMATS,
+                   help="convention of --box and of batch rows without box_format (default xyxy, pixels)")
+    p.add_argument("--batch", default=None, metavar="ROWS.jsonl",
+                   help="JSONL of examples: image, question, [response], [boxes], [box_format], [id]")
+    p.add_argument("--out", default=None, help="output directory (single default: runs/explain; batch: required)")
+    p.add_argument("--which", default="holistic", choices=MAP_KINDS, help="map to score (default holistic)")
+    gen = p.add_argument_group("generation (when no response is given)")
+    gen.add_argument("--max-new-tokens", type=int, default=256, help="default 256")
+    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=float, default=None, help="sampling temperature (> 0)")
+    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
+    gen.add_argument("--seed", type=int, default=None, help="torch seed, set before each example")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="float32 (default), bf16, fp16 or auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain one example or a batch; see the module docstring."""
+    _check_args(args)
+    quiet_libraries(getattr(args, "debug", False))
+    return run_batch(args) if args.batch else run_single(args)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Mode and generation options that do not fit together: one-line InputErrors."""
+    if args.batch:
+        clash = [f"--{n}" for n in ("image", "question", "response", "box", "mask") if getattr(args, n)]
+        if clash:
+            raise InputError(f"--batch takes its examples from the JSONL file; drop {', '.join(clash)}")
+        if not args.out:
+            raise InputError("--batch needs --out DIR (records.jsonl there makes the run resumable)")
+    elif not args.image or args.question is None:
+        raise InputError("pass --image IMG and --question TEXT (or --batch ROWS.jsonl)")
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens {args.max_new_tokens} must be at least 1")
+    if not args.do_sample and (args.temperature is not None or args.top_p is not None):
+        raise InputError("--temperature and --top-p only apply when sampling; add --do-sample")
+    if args.temperature is not None and not args.temperature > 0:
+        raise InputError(f"--temperature {args.temperature} must be > 0")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise InputError(f"--top-p {args.top_p} must lie in (0, 1]")
+
+
+def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for HF ``generate`` from the command line."""
+    kw: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": bool(args.do_sample)}
+    if args.temperature is not None:
+        kw["temperature"] = args.temperature
+    if args.top_p is not None:
+        kw["top_p"] = args.top_p
+    return kw
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def load_image(path: str | Path):
+    """Open and check an image file (converted to 8-bit RGB), or a one-line InputError."""
+    from ..attribution.inputs import open_image
+
+    return open_image(Path(path), min_side=1)  # the model re-checks its own minimum side
+
+
+def check_text(value: Any, name: str, allow_none: bool = False) -> str | None:
+    """A non-empty string (HTML in it is just text), or an InputError naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        shown = "empty" if isinstance(value, str) or value is None else f"a {type(value).__name__}"
+        raise InputError(f"the {name} is {shown}; pass a non-empty text {name}")
+    return value
+
+
+def convert_boxes(boxes: Any, box_format: str, size: tuple[int, int], where: str) -> list[list[float]]:
+    """Boxes (strings, one box, or a list) in ``box_format`` -> pixel xyxy, validated and clipped."""
+    if boxes is None or (isinstance(boxes, (list, tuple)) and len(boxes) == 0):
+        return []
+    if box_format not in BOX_FORMATS:
+        raise InputError(f"{where}: unknown box_format {box_format!r}; use one of {', '.join(BOX_FORMATS)}")
+    try:
+        rows = parse_box_string(boxes) if isinstance(boxes, str) else boxes
+        return to_xyxy(rows, box_format, size).tolist()
+    except InputError as e:
+        msg = str(e).replace("image_size=(width, height)", "that the box is in this image's pixels")
+        raise InputError(f"{where}: {msg}") from None
+
+
+def load_mask(spec: Any, size: tuple[int, int], base: Path) -> np.ndarray:
+    """One mask: polygons (JSON text, a list, or a .json file) or a mask image (non-zero = evidence)."""
+    where = f"mask {one_line(spec, 60)!r}"
+    try:
+        if isinstance(spec, str) and spec.lstrip().startswith("["):
+            return polygons_to_mask(json.loads(spec), size)
+        if isinstance(spec, (list, tuple)):
+            return polygons_to_mask(spec, size)
+        if not isinstance(spec, str):
+            raise InputError("give a mask image path, a .json path or JSON polygons [[x, y], ...]")
+        path = Path(spec) if Path(spec).is_absolute() else base / spec
+        if not path.is_file():
+            raise InputError(f"{path} does not exist; check the path")
+        if path.suffix.lower() == ".json":
+            return polygons_to_mask(json.loads(path.read_text(encoding="utf-8")), size)
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("L")) > 0
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"not a readable mask image ({type(e).__name__}); pass a PNG mask") from None
+        return as_mask(arr, size)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where} is not valid JSON ({e.msg}); write polygons as [[x, y], ...]") from None
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
+def _masks(specs: list | None, size: tuple[int, int], base: Path) -> np.ndarray | None:
+    """The union of several masks, or None."""
+    if not specs:
+        return None
+    out = np.zeros((size[1], size[0]), dtype=np.float64)
+    for spec in specs:
+        out = np.maximum(out, load_mask(spec, size, base))
+    return out
+
+
+def single_example(args: argparse.Namespace) -> Example:
+    """The command line's example, fully validated before any model is loaded."""
+    question = check_text(args.question, "question")
+    response = check_text(args.response, "response", allow_none=True)
+    image = load_image(args.image)
+    boxes: list[list[float]] = []
+    for box in args.box or []:
+        boxes += convert_boxes(box, args.box_format, image.size, f"--box {box!r}")
+    mask = _masks(args.mask, image.size, Path.cwd())
+    return Example(id=Path(args.image).stem, image=image, image_path=str(args.image), question=question,
+                   response=response, boxes=boxes, mask=mask)
+
+
+def row_example(row: dict, number: int, base: Path, args: argparse.Namespace) -> Example:
+    """One JSONL row (own schema or ShapesWorld ``export``'s) -> Example; image relative to ``base``."""
+    rel = row.get("image")
+    if not isinstance(rel, str) or not rel.strip():
+        raise InputError("no image path (key 'image'); give the image file, relative to the JSONL's folder")
+    path = Path(rel) if Path(rel).is_absolute() else base / rel
+    question = check_text(row.get("question"), "question")
+    response = check_text(row.get("response"), "response", allow_none=True)
+    image = load_image(path)
+    fmt_ = row.get("box_format") or args.box_format
+    boxes = convert_boxes(row.get("boxes"), fmt_, image.size, "boxes")
+    specs = row.get("mask", row.get("masks"))
+    specs = None if specs is None else ([specs] if isinstance(specs, str) else [specs])
+    answer = row.get("answer")
+    return Example(id=row_id(row, number), image=image, image_path=str(path), question=question,
+                   response=response, boxes=boxes, mask=_masks(specs, image.size, base),
+                   reference=answer if isinstance(answer, str) else None, row=number)
+
+
+def row_id(row: dict | None, number: int) -> str:
+    """The row's ``id`` as a string, or ``row-<line number>``."""
+    rid = row.get("id") if isinstance(row, dict) else None
+    return str(rid) if isinstance(rid, (str, int)) and str(rid).strip() else f"row-{number}"
+
+
+# ---------------------------------------------------------------- model and one example
+
+
+def load(args: argparse.Namespace):
+    """``load_model`` with the device checked first and unexpected load failures as one line."""
+    import torch
+
+    from ..attribution.model import load_model
+
+    if args.device:
+        try:
+            dev = torch.device(args.device)
+        except RuntimeError:
+            raise InputError(f"unknown --device {args.device!r}; use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"--device {args.device} but no CUDA GPU is visible; use --device cpu")
+    try:
+        return load_model(args.model, device=args.device, dtype=args.dtype)
+    except UnsupportedModelError as e:
+        raise UnsupportedModelError(f"{e}; pass --model a checkpoint directory of one of these") from None
+    except SaliencyR1Error:
+        raise
+    except Exception as e:  # corrupt weights, wrong shapes, a bad processor file...
+        if getattr(args, "debug", False):
+            raise
+        raise InputError(f"could not load the model in {args.model} ({type(e).__name__}: {one_line(e, 120)}); "
+                         "pass a complete Qwen2-VL / Qwen2.5-VL checkpoint directory") from None
+
+
+def score_all(result, ex: Example, which: str) -> tuple[dict | None, dict[str, dict], str | None]:
+    """Scores of the chosen map, of every available map, and why there are none (or None)."""
+    if not ex.boxes and ex.mask is None:
+        return None, {}, "no evidence boxes or mask given; pass --box (or boxes in the row) to score"
+    by_map = {}
+    for kind in MAP_KINDS:
+        if getattr(result, kind) is not None:
+            s = score_result(result, boxes=ex.boxes or None, masks=ex.mask, which=kind)
+            by_map[kind] = {"energy_pg": s["energy_pg"], "pg": s["pg"]}
+    if which in by_map:
+        return by_map[which], by_map, None
+    why = (result.holistic_reason or "not computed") if which == "holistic" else "not computed"
+    return None, by_map, f"the {which!r} map is not available ({why}); no scores"
+
+
+def _report_scores(scores: dict | None, by_map: dict, which: str) -> dict[str, Any] | None:
+    """The score table of the HTML report: the chosen map first, then the others' energy-PG."""
+    if scores is None:
+        return None
+    table: dict[str, Any] = {"energy_pg": scores["energy_pg"], "pg": scores["pg"], "map": which}
+    table.update({f"energy_pg_{k}": v["energy_pg"] for k, v in by_map.items() if k != which})
+    return table
+
+
+def explain_example(model, ex: Example, out_dir: Path, args: argparse.Namespace,
+                    timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Explain, score and write every file of one example into ``out_dir``; returns result.json's dict.
+
+    ``timings`` (e.g. the model's load time) are added to the ones measured here."""
+    import torch
+
+    from ..viz import holistic_png, report_html, token_grid_png
+
+    t0 = time.perf_counter()
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    kwargs = generate_kwargs(args) if ex.response is None else {}
+    result = model.explain(ex.image, ex.question, response=ex.response, **kwargs)
+    scores, by_map, note = score_all(result, ex, args.which)
+    t1 = time.perf_counter()
+    boxes = ex.boxes or None
+    result.save(out_dir / "saliency")
+    report_html(result, out_dir / "report.html", boxes=boxes, scores=_report_scores(scores, by_map, args.which),
+                title=one_line(ex.question, 100))
+    holistic_png(result, out_dir / "holistic.png", boxes=boxes)
+    token_grid_png(result, out_dir / "tokens.png")
+    timings = {**(timings or {}), **result.meta.get("timings", {})}
+    timings.update(explain_total_s=t1 - t0, write_s=time.perf_counter() - t1)
+    data = _result_json(result, ex, scores, by_map, note, timings, kwargs, args.which)
+    write_json(out_dir / "result.json", data)  # last: its presence marks a complete directory
+    return data
+
+
+def _result_json(result, ex: Example, scores, by_map, note, timings, kwargs, which) -> dict[str, Any]:
+    """The content of ``result.json`` (spans as indices into ``tokens``)."""
+    rs = result.response_start
+    rel = (lambda s: [s[0] - rs, s[1] - rs] if s is not None else None)
+    return {
+        "id": ex.id, "model": result.meta.get("model"), "image": ex.image_path,
+        "image_sizes": [list(s) for s in result.image_sizes], "question": ex.question,
+        "response_given": ex.response is not None, "response_text": result.response_text,
+        "reference_answer": ex.reference, "tokens": list(result.tokens), "response_start": rs,
+        "think_span": rel(result.think_span), "answer_span": rel(result.answer_span),
+        "holistic_reason": result.holistic_reason, "boxes_xyxy": ex.boxes, "mask": ex.mask is not None,
+        "which": which, "scores": scores, "scores_by_map": by_map, "score_note": note,
+        "generate_kwargs": kwargs, "timings": timings, "files": {name: name for name in FILES},
+    }
+
+
+# ---------------------------------------------------------------- single mode
+
+
+def run_single(args: argparse.Namespace) -> int:
+    """Explain one example into ``--out`` and print a short summary."""
+    ex = single_example(args)
+    t0 = time.perf_counter()
+    model = load(args)
+    load_s = time.perf_counter() - t0
+    out = Path(args.out or "runs/explain")
+    out.mkdir(parents=True, exist_ok=True)
+    data = explain_example(model, ex, out, args, timings={"load_s": load_s})
+    _print_single(data, out)
+    return 0
+
+
+def _print_single(data: dict, out: Path) -> None:
+    """The short stdout summary: response, scores (or why none), paths."""
+    print(f"response:  {one_line(data['response_text'], 200)}")
+    s = data["scores"]
+    if s is not None:
+        hit = "hit" if s["pg"] else "miss"
+        print(f"energy-PG: {s['energy_pg']:.3f}   PG: {s['pg']:.0f} ({hit})   ({data['which']} map)")
+    else:
+        print(f"scores:    n/a: {data['score_note']}")
+    for name in FILES:
+        print(f"{name.split('.')[0] + ':':<10} {out / name}{'/' if '.' not in name else ''}")
+
+
+# ---------------------------------------------------------------- batch mode
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Explain every row of ``--batch`` into ``--out``, resuming from ``records.jsonl``."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    rows_path, out = Path(args.batch), Path(args.out)
+    rows = list(iter_jsonl(rows_path))
+    if not rows:
+        raise InputError(f"batch file {rows_path} has no rows; write one JSON object per line")
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_options(out / "run.json", _run_options(args))
+    log = RecordLog(out / "records.jsonl")
+    ok = {str(r["id"]): r for r in log.read()  # an ok record wins over a later duplicate-row record
+          if r.get("status") == "ok" and (out / str(r.get("dir")) / "result.json").is_file()}
+    pending = [n for n, row, _ in rows if row_id(row, n) not in ok]
+    model = load(args) if pending else None
+    _remove_partials(out)
+    tally, seen = BatchTally(), {}
+    bar = tqdm(rows, desc="explain", unit="row", dynamic_ncols=True, file=sys.stderr)
+    for number, row, problem in bar:
+        rid = row_id(row, number)
+        if rid in ok and rid not in seen:
+            seen[rid] = number
+            tally.resumed += 1
+            tally.records.append(ok[rid])
+            continue
+        rec = _batch_row(model, number, row, problem, rid, seen, rows_path.parent, out, args)
+        log.append(rec)
+        if rec["status"] == "ok":
+            tally.done += 1
+            tally.records.append(rec)
+        else:
+            tally.skipped.append(rec)
+            bar.write(f"row {number} ({rid}): skipped: {rec['reason']}", file=sys.stderr)
+    bar.close()
+    _summarise(args, out, rows_path, len(rows), tally, time.perf_counter() - t0)
+    return 1 if tally.skipped else 0
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that change a row's result: a resumed batch must keep them."""
+    return {"model": str(Path(args.model).resolve()), "dtype": args.dtype, "which": args.which,
+            "box_format": args.box_format, "seed": args.seed, **generate_kwargs(args)}
+
+
+def _batch_row(model, number: int, row: dict | None, problem: str | None, rid: str, seen: dict,
+               base: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one row; a bad row becomes a ``skipped`` record (re-raised with ``--debug``)."""
+    try:
+        if problem:
+            raise InputError(problem)
+        first = next((k for k in seen if dir_name(k) == dir_name(rid)), None)
+        if first is not None:
+            raise InputError(f"duplicate id {rid!r} (same folder as line {seen[first]}); give each row a unique id")
+        seen[rid] = number
+        ex = row_example(row, number, base, args)
+        data = _write_row(model, ex, out, args)
+    except SaliencyR1Error as e:
+        return {"id": rid, "row": number, "status": "skipped", "reason": str(e)}
+    except Exception as e:  # an unexpected failure skips the row, the batch goes on
+        if getattr(args, "debug", False):
+            raise
+        return {"id": rid, "row": number, "status": "skipped",
+                "reason": f"internal error {type(e).__name__}: {one_line(e, 200)} (re-run with --debug)"}
+    return {"id": rid, "row": number, "status": "ok", "dir": dir_name(rid),
+            "response_text": data["response_text"], "reference_answer": data["reference_answer"],
+            "which": data["which"], "scores": data["scores"], "score_note": data["score_note"],
+            "timings": data["timings"]}
+
+
+def dir_name(rid: str) -> str:
+    """The example folder's name for row id ``rid`` (never one of the batch's own files).
+
+    >>> dir_name("a/b"), dir_name("summary.md")
+    ('a_b', '_summary.md')
+    """
+    name = safe_name(rid)
+    return f"_{name}" if name in _RESERVED else name
+
+
+def _remove_ours(path: Path) -> None:
+    """Delete an example folder left incomplete, refusing to touch anything this command did not write."""
+    if not path.exists() and not path.is_symlink():
+        return
+    ours = set(FILES)
+    if path.is_symlink() or not path.is_dir() or any(c.name not in ours and not c.name.startswith(".")
+                                                     for c in path.iterdir()):
+        raise InputError(f"{path} exists and is not an explain output folder; move it away or choose another --out")
+    shutil.rmtree(path)
+
+
+def _write_row(model, ex: Example, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Write the example into a hidden partial folder, then rename it into place."""
+    final, partial = out / dir_name(ex.id), out / f"{_PARTIAL}{dir_name(ex.id)}"
+    for stale in (partial, final):  # no ok record: whatever is here is incomplete; redo it
+        _remove_ours(stale)
+    partial.mkdir(parents=True)
+    data = explain_example(model, ex, partial, args)
+    partial.replace(final)
+    return data
+
+
+def _remove_partials(out: Path) -> None:
+    """Delete partial example folders a crash left behind."""
+    for p in out.glob(f"{_PARTIAL}*"):
+        _remove_ours(p)
+
+
+def _summarise(args, out: Path, rows_path: Path, n_rows: int, tally: BatchTally, elapsed: float) -> None:
+    """Means over this file's ok rows (resumed ones included), counts, skipped and unscored rows."""
+    summarise_batch(out, f"saliency-r1 explain: {rows_path.name}",
+                    f"model `{args.model}`, map `{args.which}`, output `{out}`", n_rows, tally,
+                    {"energy_pg": "mean energy-PG", "pg": "mean PG"}, elapsed,
+                    extra={"batch": str(rows_path), "model": args.model, "which": args.which})
+
+
+__all__ = ["add_parser", "run", "Example", "explain_example", "score_all", "load", "row_example", "single_example"]
