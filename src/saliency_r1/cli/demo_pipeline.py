@@ -1,0 +1,157 @@
+"""The demo's stages: ShapesWorld -> SFT cold start -> evaluate -> GRPO with and without the saliency
+reward from the same start -> evaluate both on a held-out split -> counterfactual test -> report.
+
+Each stage writes its output, then a ``.done`` marker; a re-run skips finished stages (resume).
+The held-out split has its own seed stream and is never used for training or selection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config_io import from_dict, read_yaml
+from ..errors import InputError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one demo run."""
+
+    sft_steps: int = field(default=160, metadata={"help": "SFT optimizer steps"})
+    grpo_steps: int = field(default=12, metadata={"help": "GRPO steps per arm"})
+    grpo_n: int = field(default=96, metadata={"help": "ShapesWorld prompts for GRPO"})
+    n_test: int = field(default=60, metadata={"help": "held-out samples evaluated"})
+    n_counterfactual: int = field(default=16, metadata={"help": "held-out samples in the noise test"})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds (full: several)"})
+    variants: tuple[str, ...] = field(default=(), metadata={"help": "ablation variants (configs/variants)"})
+
+
+PRESETS = {
+    "quick": Preset(),
+    "full": Preset(sft_steps=300, grpo_steps=40, grpo_n=256, n_test=200, n_counterfactual=60,
+                   seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero")),
+}
+
+ARMS = ("sft", "vision-r1", "saliency-r1")
+
+
+def _done(path: Path) -> bool:
+    return (path / ".done").is_file()
+
+
+def _mark(path: Path, record: dict | None = None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / ".done.tmp"
+    tmp.write_text(json.dumps(record or {}, indent=1, default=str))
+    tmp.replace(path / ".done")
+
+
+def config_path(name: str) -> Path:
+    """A config shipped in the repository's ``configs/`` folder."""
+    p = REPO / "configs" / name
+    if not p.is_file():
+        raise InputError(f"{p} is missing; run the demo from a checkout of the saliency-r1 repository")
+    return p
+
+
+def held_out(seed: int, n: int) -> list[dict]:
+    """The held-out test split: the SFT config's ShapesWorld distribution, its own seed stream."""
+    from ..data import generate
+    from ..training.sft import load_config
+
+    shapes = load_config(config_path("sft_shapes.yaml")).data.shapes
+    return generate(shapes, n, seed=10_000 + seed, split="test")
+
+
+def run_sft(out: Path, preset: Preset, seed: int) -> Path:
+    """The cold start, from ``configs/sft_shapes.yaml`` with the demo's steps and seed."""
+    from ..training.sft import load_config, train_sft
+
+    stage = out / "sft"
+    if not _done(stage):
+        cfg = load_config(config_path("sft_shapes.yaml"), output_dir=str(stage), max_steps=preset.sft_steps)
+        cfg.train.seed = seed
+        cfg.data.seed = seed
+        t = time.perf_counter()
+        final = train_sft(cfg)
+        _mark(stage, {"final": str(final), "seconds": time.perf_counter() - t})
+    return Path(json.loads((stage / ".done").read_text())["final"])
+
+
+def run_grpo(out: Path, arm: str, start: Path, preset: Preset, seed: int) -> Path:
+    """One GRPO arm from ``start``: ``saliency-r1`` (grpo_shapes.yaml) or a variant YAML."""
+    from ..training.grpo import train_grpo
+    from ..training.grpo_config import load_run_config
+
+    stage = out / arm
+    if not _done(stage):
+        yaml = config_path("grpo_shapes.yaml" if arm == "saliency-r1" else f"variants/{arm}.yaml")
+        overrides = {"output_dir": str(stage), "max_steps": preset.grpo_steps, "data.n": preset.grpo_n,
+                     "data.seed": 1_000 + seed, "grpo.seed": seed, "grpo.save_steps": preset.grpo_steps}
+        if arm != "zero":
+            overrides["model.path"] = str(start)
+        if arm == "vision-r1":
+            overrides["rewards.log_zero_weight"] = True  # log alignment for the curves; it is not rewarded
+        cfg = load_run_config(yaml, **overrides)
+        t = time.perf_counter()
+        merged = train_grpo(cfg) / "merged"
+        if not (merged / "config.json").is_file():
+            raise InputError(f"GRPO {arm} stopped before exporting {merged}; run the demo again to resume")
+        _mark(stage, {"merged": str(merged), "seconds": time.perf_counter() - t})
+    return Path(json.loads((stage / ".done").read_text())["merged"])
+
+
+def evaluate(out: Path, arm: str, model_dir: Path, samples: list[dict]) -> dict[str, Any]:
+    """Accuracy per family, format rate, energy-PG / PG, response length on the held-out split."""
+    from ..training.evaluate_quick import accuracy_and_pointing
+
+    path = out / "eval" / f"{arm}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        res = accuracy_and_pointing(model_dir, samples, max_new_tokens=64)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1, default=str))
+        tmp.replace(path)
+    return json.loads(path.read_text())
+
+
+def counterfactual(out: Path, arm: str, model_dir: Path, samples: list[dict]) -> dict[str, float]:
+    """Accuracy with Gaussian noise on the evidence (foreground) vs elsewhere (background)."""
+    from .. import load_model
+    from ..attribution.inputs import prompt_inputs
+    from ..evaluation.counterfactual import counterfactual_accuracy
+    from ..rewards.accuracy import answers_match
+    from ..training.evaluate_quick import final_answer
+
+    path = out / "counterfactual" / f"{arm}.json"
+    if not path.is_file():
+        sm = load_model(model_dir)
+
+        def answer(image, question):
+            ids = sm.generate(prompt_inputs(sm.processor, [image], question), max_new_tokens=64, do_sample=False)
+            return final_answer(sm.processor.tokenizer.decode(ids, skip_special_tokens=True))
+
+        res = counterfactual_accuracy(answer, samples, answers_match)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1))
+    return json.loads(path.read_text())
+
+
+def load_preset(name: str, overrides: dict | None = None) -> Preset:
+    """A named preset, optionally with field overrides (YAML-style dict)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    if not overrides:
+        return PRESETS[name]
+    base = {k: getattr(PRESETS[name], k) for k in Preset.__dataclass_fields__}
+    return from_dict(Preset, base | overrides)
+
+
+__all__ = ["Preset", "PRESETS", "ARMS", "held_out", "run_sft", "run_grpo", "evaluate", "counterfactual",
+           "load_preset", "config_path", "read_yaml"]

@@ -1,0 +1,53 @@
+"""The demo's report logic: aggregation over seeds, the verdict's checks, the tables, the page."""
+
+from __future__ import annotations
+
+from saliency_r1.cli import demo_report as rep
+from saliency_r1.cli.demo_pipeline import load_preset
+
+ARMS = {
+    "sft": {"accuracy": 0.80, "energy_pg": 0.20, "pg": 0.30},
+    "vision-r1": {"accuracy": 0.82, "energy_pg": 0.21, "pg": 0.31},
+}
+
+
+def _agg(sal):
+    rows = dict(ARMS, **{"saliency-r1": sal})
+    return {a: rep.aggregate([m]) for a, m in rows.items()}
+
+
+def test_verdict_holds_only_when_every_check_passes():
+    good = rep.verdict(_agg({"accuracy": 0.81, "energy_pg": 0.30, "pg": 0.40}))
+    assert good["holds"] and "holds" in good["text"]
+    worse_pg = rep.verdict(_agg({"accuracy": 0.81, "energy_pg": 0.30, "pg": 0.305}))
+    assert not worse_pg["holds"] and "pg > vision-r1" in worse_pg["text"]
+    lost_acc = rep.verdict(_agg({"accuracy": 0.70, "energy_pg": 0.30, "pg": 0.40}))
+    assert not lost_acc["holds"] and "accuracy" in lost_acc["text"]
+
+
+def test_aggregate_mean_std_over_seeds():
+    agg = rep.aggregate([{"pg": 0.2}, {"pg": 0.4}])
+    assert abs(agg["pg"]["mean"] - 0.3) < 1e-12 and abs(agg["pg"]["std"] - 0.1) < 1e-12
+    table = rep.markdown_table({"sft": agg})
+    assert "30.0 ± 10.0" in table
+
+
+def test_report_page_is_self_contained(tmp_path):
+    arms = _agg({"accuracy": 0.81, "energy_pg": 0.30, "pg": 0.40})
+    summary = {"preset": "quick", "seeds": [0], "n_test": 3, "arms": arms, "verdict": rep.verdict(arms),
+               "counterfactual": {"sft": {"clean": 1.0, "foreground_sigma25": 0.5, "n": 2}}, "timings": {}}
+    page = rep.write_report(tmp_path, summary, None, None).read_text()
+    assert "Table 3 analogue" in page and "http" not in page.replace("http-equiv", "")
+    assert "50.0" in page
+
+
+def test_preset_overrides_are_checked():
+    import pytest
+
+    from saliency_r1.errors import InputError
+
+    assert load_preset("quick", {"sft_steps": 7}).sft_steps == 7
+    with pytest.raises(InputError, match="unknown key"):
+        load_preset("quick", {"nope": 1})
+    with pytest.raises(InputError, match="unknown preset"):
+        load_preset("huge")
