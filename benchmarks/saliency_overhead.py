@@ -138,8 +138,9 @@ def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[i
         r = res[m]
         out[f"{m}_time_ratio"] = r["seconds"] / p["seconds"]
         out[f"{m}_mem_overhead"] = (r["peak_bytes"] - p["peak_bytes"]) / p["peak_bytes"]
-        act_p = max(p["peak_bytes"] - p["base_bytes"], 1)
-        out[f"{m}_activation_ratio"] = (r["peak_bytes"] - r["base_bytes"]) / act_p
+        act_p = p["peak_bytes"] - p["base_bytes"]
+        # below 1 MiB the resident-set reading is allocator noise, not activations
+        out[f"{m}_activation_ratio"] = (r["peak_bytes"] - r["base_bytes"]) / act_p if act_p > 2**20 else None
     return out
 
 
@@ -152,8 +153,10 @@ def _print(row: dict) -> None:
               f"(+{(r['peak_bytes'] - r['base_bytes']) / 2**20:8.1f} MiB over the loaded model)")
     for m in res:
         if m != "plain":
+            act = row[f"{m}_activation_ratio"]
             print(f"  {m}/plain: time x{row[f'{m}_time_ratio']:.3f}, peak memory "
-                  f"{100 * row[f'{m}_mem_overhead']:+.1f} %, activation memory x{row[f'{m}_activation_ratio']:.2f}")
+                  f"{100 * row[f'{m}_mem_overhead']:+.1f} %, activation memory "
+                  + (f"x{act:.2f}" if act is not None else "n/a (under 1 MiB)"))
 
 
 def main(argv=None) -> None:
