@@ -53,14 +53,22 @@ def _pad(seqs: list[torch.Tensor], fill: int = 0) -> tuple[torch.Tensor, torch.T
 
 def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_starts: list[int],
                spans: list[Spans], image_token_id: int, columns: str = "visual",
-               think_query_offset: int = 0) -> TracePlan:
+               think_query_offset: int = 0, rows: str = "response") -> TracePlan:
     """Index tensors for one padded batch. ``spans`` are absolute; ``response_starts`` absolute.
 
     ``columns="all"`` keeps every valid position (the exactness check). ``think_query_offset=-1``
     reads the first hop at the position predicting each thinking token (the authors' code).
+    ``rows="answer"`` traces only the rows predicting answer tokens: enough for the holistic map and
+    its ``attn`` variant (training rewards), and cheaper; per-token maps then cover the answer only.
     """
     if columns not in ("visual", "all"):
         raise InputError(f"columns must be 'visual' or 'all', not {columns!r}")
+    if rows not in ("response", "answer"):
+        raise InputError(f"rows must be 'response' or 'answer', not {rows!r}")
+    if rows == "answer":
+        starts = [sp.answer[0] if sp.think is not None and sp.answer is not None else rs
+                  for rs, sp in zip(response_starts, spans)]
+        return build_plan(input_ids, attention_mask, starts, spans, image_token_id, columns, think_query_offset)
     rows, targets, vis, tq, tk, arows = [], [], [], [], [], []
     for b, rs in enumerate(response_starts):
         valid = attention_mask[b].nonzero().flatten()
@@ -99,9 +107,9 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans],
         relu = c.clamp_min(0)
         think = answer = hol = attn = None
         rs = response_starts[b]
-        if sp.think is not None:
+        if sp.think is not None and sp.think[0] >= rs:  # (a plan with rows="answer" has no thinking rows)
             think = relu[sp.think[0] - rs:sp.think[1] - rs].sum(0)
-        if sp.answer is not None:
+        if sp.answer is not None and sp.answer[0] >= rs:
             answer = relu[sp.answer[0] - rs:sp.answer[1] - rs].sum(0)
         if out.holistic is not None and sp.think is not None and sp.answer is not None:
             a = int(plan.answer_mask[b].sum())
@@ -163,9 +171,14 @@ def holistic_maps(model: nn.Module, spec: ModelSpec, inputs: dict, response_star
     image_token = int(spec.get(hf, spec.image_token_attr))
     merge = int(spec.get(hf, spec.merge_size_attr))
     device = inputs["input_ids"].device
+    rollout = variant in ("full", "attn")
+    rows = "answer" if rollout else "response"  # the rollout needs the answer rows only
     plan = build_plan(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), response_starts, spans,
-                      image_token, think_query_offset=think_query_offset)
-    out = trace(model, spec, inputs, plan.to(device), rollout=variant in ("full", "attn"))
+                      image_token, think_query_offset=think_query_offset, rows=rows)
+    if rollout:
+        response_starts = [sp.answer[0] if sp.think is not None and sp.answer is not None else rs
+                           for rs, sp in zip(response_starts, spans)]
+    out = trace(model, spec, inputs, plan.to(device), rollout=rollout)
     grids = grids_per_example(inputs["input_ids"].cpu(), image_token,
                               image_grids(inputs["image_grid_thw"].cpu(), merge))
     key = {"full": "holistic"}.get(variant, variant)

@@ -1,0 +1,249 @@
+"""An LLM judge for R_accuracy over any OpenAI-compatible chat endpoint (standard library only).
+
+``POST {url}/chat/completions`` (``url`` may already end in ``/chat/completions``) with
+``{"model", "messages", "temperature", "max_tokens"}`` and ``Authorization: Bearer $KEY``; the reply's
+``choices[0].message.content`` holds the verdict. URL, model and key come from the config or from
+environment variables (the key only ever from the environment; it is not part of the cache key).
+
+Modes: ``binary`` (the paper: GPT-4o-mini says 0 or 1) and ``grade`` (the authors' code: a 1-5
+grade, mapped to ``(g - 1) / 4`` in ``[0, 1]``). The prompts are ours: the paper describes them but
+does not print them.
+
+Robustness: a per-attempt socket timeout; up to ``max_retries`` retries with exponential backoff
+(``backoff_s · 2^k``, capped, with jitter) on timeouts, refused/unreachable connections, HTTP 429
+and 5xx, and bodies that are not JSON; no retry on other HTTP 4xx or on a verdict that is not a
+valid digit. A failed request gives None and increments ``stats[kind]`` (``timeout``,
+``unreachable``, ``http_error``, ``invalid_json``, ``unparsable``) and ``stats["failures"]``; it
+never raises. Successful verdicts are cached on disk (one JSON file per request, keyed by the
+SHA-256 of the URL and body, written atomically). Requests run in a thread pool of ``max_workers``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+JUDGE_MODES = ("binary", "grade")
+
+BINARY_PROMPT = (
+    "You are grading answers to visual questions. Decide whether the model's answer is correct: it must "
+    "mean the same as the ground-truth answer (ignore case, punctuation, articles and wording).\n"
+    "Question: {question}\nGround-truth answer: {truth}\nModel answer: {prediction}\n"
+    "Reply with one digit only: 1 if the model answer is correct, 0 if it is not."
+)
+"""The paper's judge (§3.3): 0 for an incorrect answer, 1 for a correct one."""
+
+GRADE_PROMPT = (
+    "You are grading answers to visual questions. Compare the model's answer with the ground-truth answer "
+    "and grade its correctness from 1 to 5: 1 = wrong, 2 = mostly wrong, 3 = partly correct, "
+    "4 = mostly correct, 5 = fully correct.\n"
+    "Question: {question}\nGround-truth answer: {truth}\nModel answer: {prediction}\n"
+    "Reply with one digit only (1-5)."
+)
+"""The authors' code: a 1-5 grade, mapped to [0, 1] by (g - 1) / 4."""
+
+
+def _h(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class JudgeConfig:
+    """Where and how to ask the judge. Empty ``url``/``model`` are read from ``url_env``/``model_env``."""
+
+    url: str | None = field(default=None, metadata=_h("endpoint base URL, e.g. https://api.openai.com/v1"))
+    model: str | None = field(default=None, metadata=_h("model name, e.g. gpt-4o-mini"))
+    url_env: str = field(default="SALIENCY_R1_JUDGE_URL", metadata=_h("env var with the URL when url is empty"))
+    model_env: str = field(default="SALIENCY_R1_JUDGE_MODEL", metadata=_h("env var with the model name"))
+    api_key_env: str = field(default="SALIENCY_R1_JUDGE_API_KEY", metadata=_h("env var with the API key"))
+    mode: str = field(default="binary", metadata=_h("binary (paper, 0/1) or grade (authors' code, 1-5)"))
+    timeout_s: float = field(default=30.0, metadata=_h("socket timeout per attempt, seconds"))
+    max_retries: int = field(default=3, metadata=_h("retries after the first attempt"))
+    backoff_s: float = field(default=1.0, metadata=_h("first backoff; doubles per retry"))
+    backoff_max_s: float = field(default=30.0, metadata=_h("backoff cap"))
+    max_workers: int = field(default=8, metadata=_h("concurrent requests"))
+    cache_dir: str | None = field(default=None, metadata=_h("on-disk verdict cache; None: no cache"))
+    temperature: float = field(default=0.0, metadata=_h("sampling temperature of the judge"))
+    max_tokens: int = field(default=8, metadata=_h("max tokens of the verdict"))
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, detail: str, retry: bool):
+        super().__init__(detail)
+        self.kind, self.retry = kind, retry
+
+
+def chat_url(url: str) -> str:
+    """The chat-completions URL of a base URL.
+
+    >>> chat_url("http://127.0.0.1:8000/v1/")
+    'http://127.0.0.1:8000/v1/chat/completions'
+    """
+    url = url.rstrip("/")
+    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+def parse_verdict(content: str, mode: str) -> float | None:
+    """The score in ``[0, 1]`` of a judge reply, or None when it holds no valid digit.
+
+    >>> parse_verdict("1", "binary"), parse_verdict("Grade: 4", "grade"), parse_verdict("maybe", "binary")
+    (1.0, 0.75, None)
+    """
+    m = re.search(r"(?<!\d)(\d)(?!\d)", content or "")
+    if m is None:
+        return None
+    d = int(m.group(1))
+    if mode == "binary":
+        return float(d) if d in (0, 1) else None
+    return (d - 1) / 4.0 if 1 <= d <= 5 else None
+
+
+class LLMJudge:
+    """Scores (question, truth, prediction) triples with an OpenAI-compatible chat endpoint.
+
+    >>> judge = LLMJudge(JudgeConfig(url="http://127.0.0.1:9", model="m", timeout_s=0.2, max_retries=0))
+    >>> judge.score_many([("Q?", "red", "blue")]), judge.stats["unreachable"]
+    ([None], 1)
+    """
+
+    def __init__(self, config: JudgeConfig | None = None):
+        self.config = config or JudgeConfig()
+        c = self.config
+        if c.mode not in JUDGE_MODES:
+            raise InputError(f"judge mode {c.mode!r} is unknown; use one of {', '.join(JUDGE_MODES)}")
+        self.url = c.url or os.environ.get(c.url_env)
+        self.model = c.model or os.environ.get(c.model_env)
+        if not self.url or not self.model:
+            raise InputError(f"the LLM judge needs a URL and a model; set judge.url/judge.model or the environment "
+                             f"variables {c.url_env} and {c.model_env}")
+        self.cache = Path(c.cache_dir) if c.cache_dir else None
+        self.stats: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[key] += n
+
+    def body(self, question: str, truth: str, prediction: str) -> dict:
+        """The request body of one judgement (no secrets)."""
+        template = BINARY_PROMPT if self.config.mode == "binary" else GRADE_PROMPT
+        text = template.format(question=question, truth=truth, prediction=prediction)
+        return {"model": self.model, "messages": [{"role": "user", "content": text}],
+                "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+
+    def _key(self, body: dict) -> str:
+        blob = json.dumps({"url": chat_url(self.url), "body": body}, sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _cached(self, key: str) -> float | None:
+        if self.cache is None:
+            return None
+        p = self.cache / key[:2] / f"{key}.json"
+        try:
+            return float(json.loads(p.read_text())["score"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _store(self, key: str, score: float, content: str) -> None:
+        if self.cache is None:
+            return
+        d = self.cache / key[:2]
+        tmp = d / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"score": score, "content": content}))
+            os.replace(tmp, d / f"{key}.json")
+        except OSError as e:  # a cache problem costs a request later, never a crash
+            logger.warning("judge cache write failed (%s); continuing without caching this verdict", e)
+
+    def _post(self, body: dict) -> str:
+        """One HTTP attempt; returns the reply content or raises :class:`_Failure`."""
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(chat_url(self.url), data=json.dumps(body).encode(), headers=headers,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise _Failure("http_error", f"HTTP {e.code}", e.code == 429 or e.code >= 500) from None
+        except (socket.timeout, TimeoutError) as e:
+            raise _Failure("timeout", str(e), True) from None
+        except urllib.error.URLError as e:
+            timeout = isinstance(e.reason, (socket.timeout, TimeoutError))
+            raise _Failure("timeout" if timeout else "unreachable", str(e.reason), True) from None
+        except http.client.HTTPException as e:
+            raise _Failure("invalid_json", f"not an HTTP reply ({type(e).__name__})", True) from None
+        except (ConnectionError, OSError) as e:
+            raise _Failure("unreachable", str(e), True) from None
+        try:
+            return json.loads(raw)["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Failure("invalid_json", f"not a chat-completions reply: {raw[:80]!r}", True) from None
+
+    def score(self, question: str, truth: str, prediction: str) -> float | None:
+        """The verdict of one triple in ``[0, 1]``; None (counted) on any failure."""
+        body = self.body(question, truth, prediction)
+        key = self._key(body)
+        cached = self._cached(key)
+        if cached is not None:
+            self._count("cache_hits")
+            return cached
+        c = self.config
+        for attempt in range(c.max_retries + 1):
+            self._count("requests")
+            try:
+                content = self._post(body)
+            except _Failure as f:
+                if f.retry and attempt < c.max_retries:
+                    time.sleep(min(c.backoff_max_s, c.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0))
+                    continue
+                return self._fail(f.kind, str(f))
+            except Exception as e:  # noqa: BLE001 - a judge problem must never stop training
+                return self._fail("error", repr(e))
+            verdict = parse_verdict(content, c.mode)
+            if verdict is None:
+                return self._fail("unparsable", f"reply {content[:40]!r} holds no valid verdict")
+            self._count("ok")
+            self._store(key, verdict, content)
+            return verdict
+        return self._fail("exhausted", "no attempt left")  # not reached: the loop returns
+
+    def _fail(self, kind: str, detail: str) -> None:
+        """Count a failed judgement and log it; the score is None."""
+        self._count(kind)
+        self._count("failures")
+        logger.warning("LLM judge failed (%s: %s); score None; %d failure(s) so far", kind, detail[:120],
+                       self.stats["failures"])
+        return None
+
+    def score_many(self, triples: list[tuple[str, str, str]]) -> list[float | None]:
+        """Verdicts of many triples, at most ``max_workers`` requests at a time, in input order."""
+        if not triples:
+            return []
+        workers = max(1, min(self.config.max_workers, len(triples)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
+            return list(pool.map(lambda t: self.score(*t), triples))
+
+
+__all__ = ["JudgeConfig", "LLMJudge", "JUDGE_MODES", "BINARY_PROMPT", "GRADE_PROMPT", "chat_url", "parse_verdict"]

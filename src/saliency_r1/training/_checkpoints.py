@@ -1,0 +1,106 @@
+"""Find the last *complete* ``checkpoint-N`` of a run, and set incomplete ones aside.
+
+HF ``Trainer._save_checkpoint`` writes, in order: the weights, the optimizer/scheduler/scaler, the
+RNG state, then ``trainer_state.json``. A checkpoint is therefore complete when
+``trainer_state.json`` exists, parses, and its ``global_step`` equals the ``N`` of the folder name;
+a run killed mid-save leaves a folder without it, which resuming must skip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+STATE = "trainer_state.json"
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """``N`` of a ``checkpoint-N`` folder name, else None.
+
+    >>> checkpoint_step("runs/x/checkpoint-12"), checkpoint_step("runs/x/final")
+    (12, None)
+    """
+    m = _CKPT.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a finished checkpoint (readable ``trainer_state.json`` at its own step).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "checkpoint-3"; d.mkdir()
+    >>> is_complete(d)
+    False
+    >>> _ = (d / "trainer_state.json").write_text('{"global_step": 3}'); is_complete(d)
+    True
+    """
+    p = Path(path)
+    step = checkpoint_step(p)
+    if step is None or not (p / STATE).is_file():
+        return False
+    try:
+        return int(json.loads((p / STATE).read_text()).get("global_step", -1)) == step
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """All ``checkpoint-N`` folders of ``output_dir``, by step."""
+    d = Path(output_dir)
+    if not d.is_dir():
+        return []
+    found = [p for p in d.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=checkpoint_step)
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for n in (1, 2):
+    ...     (d / f"checkpoint-{n}").mkdir()
+    ...     _ = (d / f"checkpoint-{n}" / "trainer_state.json").write_text(f'{{"global_step": {n}}}')
+    >>> (d / "checkpoint-3").mkdir()  # killed while saving
+    >>> last_complete_checkpoint(d).name
+    'checkpoint-2'
+    """
+    done = [p for p in checkpoints(output_dir) if is_complete(p)]
+    return done[-1] if done else None
+
+
+def set_aside_incomplete(output_dir: str | Path) -> list[Path]:
+    """Rename incomplete ``checkpoint-N`` folders to ``incomplete-checkpoint-N-<time>`` (never deleted),
+    so that a resumed run can write ``checkpoint-N`` afresh. Returns the new paths."""
+    moved = []
+    for p in checkpoints(output_dir):
+        if not is_complete(p):
+            target = p.with_name(f"incomplete-{p.name}-{int(time.time())}")
+            shutil.move(str(p), str(target))
+            logger.warning("%s is incomplete (no valid %s); moved it to %s", p, STATE, target.name)
+            moved.append(target)
+    return moved
+
+
+def archive_checkpoints(output_dir: str | Path) -> Path | None:
+    """Move every ``checkpoint-N`` into ``previous-<time>/`` (a fresh start that keeps the old run)."""
+    found = checkpoints(output_dir)
+    if not found:
+        return None
+    target = Path(output_dir) / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True, exist_ok=True)
+    for p in found:
+        shutil.move(str(p), str(target / p.name))
+    logger.warning("starting over: moved %d old checkpoint(s) to %s", len(found), target)
+    return target
+
+
+__all__ = ["checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
+           "archive_checkpoints"]
