@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 test: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --doctest-modules src/saliency_r1 tests
 
 demo: setup
 	$(BIN)/python examples/quickstart.py

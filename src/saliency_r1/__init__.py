@@ -1,8 +1,8 @@
 """saliency-r1: see where a vision-language model looks while it reasons, score it, train it to look there.
 
 >>> import saliency_r1
->>> sorted(saliency_r1.__all__)[:3]
-['SaliencyModel', 'SaliencyR1Error', 'SaliencyResult']
+>>> "load_model" in saliency_r1.__all__
+True
 """
 
 from __future__ import annotations

@@ -53,10 +53,11 @@ _WORDS = (
 
 
 def default_corpus(n: int = 4000, seed: int = 0) -> list[str]:
-    """A small English corpus of the tiny world's vocabulary, for training the tokenizer.
+    """A small English corpus of the tiny world's vocabulary, for training the tokenizer:
+    ``n`` random sentences, then three fixed lines (the system prompt, the think tags, letters/digits).
 
     >>> len(default_corpus(10))
-    10
+    13
     """
     g = torch.Generator().manual_seed(seed)
     out = []
