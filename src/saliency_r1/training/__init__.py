@@ -1,0 +1,11 @@
+"""Training: the SFT cold start (:mod:`.sft`, configs in :mod:`.sft_config`, batches in :mod:`.collate`),
+GRPO with the saliency reward (:mod:`.grpo`), and a quick held-out check (:mod:`.evaluate_quick`).
+
+Submodules are imported on use: ``import saliency_r1.training`` does not load TRL.
+
+>>> from saliency_r1.training.sft import SFTRunConfig, train_sft
+>>> SFTRunConfig().lora.enabled
+False
+"""
+
+from __future__ import annotations
