@@ -32,7 +32,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import tempfile
 import time
 
 import torch
+from _memory import hwm, hwm_reset, rss
 
 GENERATE = "generate"
 
@@ -110,32 +110,6 @@ def tagged(smodel, ids: list[int]) -> list[int]:
     return out
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _hwm_reset() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _hwm(reset_ok: bool) -> int:
-    if reset_ok:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _generate(smodel, image, question: str, args) -> list[int]:
     from saliency_r1.attribution.inputs import prompt_inputs
 
@@ -193,9 +167,9 @@ def peak_memory(smodel, name: str, data: list[tuple], args) -> int:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base, reset_ok = _rss(), _hwm_reset()
+        base, reset_ok = rss(), hwm_reset()
     _map(smodel, name, image, q, tagged(smodel, _generate(smodel, image, q, args)), args)
-    return torch.cuda.max_memory_allocated() - base if cuda else _hwm(reset_ok) - base
+    return torch.cuda.max_memory_allocated() - base if cuda else hwm(reset_ok) - base
 
 
 def worker(args) -> dict:

@@ -23,36 +23,13 @@ import statistics
 import time
 
 import torch
+from _memory import hwm, hwm_reset, rss
 
 from saliency_r1.attribution.decompose import trace
 from saliency_r1.attribution.maps import build_plan
 from saliency_r1.attribution.spans import Spans
 from saliency_r1.models.presets import IMAGE_PAD, random_vlm, synthetic_inputs
 from saliency_r1.models.spec import get_spec
-
-
-def _hwm_reset():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _time(fn, cuda: bool) -> float:
@@ -75,10 +52,10 @@ def _peak(fn, cuda: bool) -> tuple[int, int]:
         fn()
         torch.cuda.synchronize()
         return base, torch.cuda.max_memory_allocated()
-    base = _rss_bytes()
-    _hwm_reset()
+    base = rss()
+    ok = hwm_reset()
     fn()
-    return base, _hwm_bytes()
+    return base, hwm(ok)
 
 
 def measure(fns: dict, device: torch.device, repeats: int) -> dict:
