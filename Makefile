@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest --doctest-modules src/saliency_r1 tests
 
 demo: setup
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/saliency-r1 demo --out runs/demo
 
 bench: setup
 	$(BIN)/python benchmarks/saliency_overhead.py

@@ -23,18 +23,18 @@ REPO = Path(__file__).resolve().parents[3]
 class Preset:
     """Sizes of one demo run."""
 
-    sft_steps: int = field(default=160, metadata={"help": "SFT optimizer steps"})
-    grpo_steps: int = field(default=12, metadata={"help": "GRPO steps per arm"})
+    sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps"})
+    grpo_steps: int = field(default=80, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
     grpo_n: int = field(default=96, metadata={"help": "ShapesWorld prompts for GRPO"})
-    n_test: int = field(default=60, metadata={"help": "held-out samples evaluated"})
-    n_counterfactual: int = field(default=16, metadata={"help": "held-out samples in the noise test"})
+    n_test: int = field(default=100, metadata={"help": "held-out samples evaluated"})
+    n_counterfactual: int = field(default=24, metadata={"help": "held-out samples in the noise test"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds (full: several)"})
     variants: tuple[str, ...] = field(default=(), metadata={"help": "ablation variants (configs/variants)"})
 
 
 PRESETS = {
     "quick": Preset(),
-    "full": Preset(sft_steps=300, grpo_steps=40, grpo_n=256, n_test=200, n_counterfactual=60,
+    "full": Preset(sft_steps=1500, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60,
                    seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero")),
 }
 
