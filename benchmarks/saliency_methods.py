@@ -36,10 +36,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
-from _memory import hwm, hwm_reset, rss
+from _measure import hwm, hwm_reset, rss, timed
 
 GENERATE = "generate"
 
@@ -124,16 +123,6 @@ def _map(smodel, name: str, image, question: str, ids: list[int], args) -> None:
         compute_maps(smodel, name, image, question, ids, **({"n_steps": args.ig_steps} if name == "ig" else {}))
 
 
-def _timed(fn, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
 def timings(smodel, names: list[str], data: list[tuple], args) -> dict[str, dict]:
     """Seconds, interleaved: per sample one generation, then every method on that response (so load
     drift on a shared machine hits all methods alike). The first sample is a warm-up."""
@@ -141,9 +130,9 @@ def timings(smodel, names: list[str], data: list[tuple], args) -> dict[str, dict
     gen, per = [], {n: [] for n in names}
     for k, (image, q) in enumerate(data):
         box: dict = {}
-        g = _timed(lambda: box.setdefault("ids", _generate(smodel, image, q, args)), cuda)
+        g = timed(lambda: box.setdefault("ids", _generate(smodel, image, q, args)), cuda)
         ids = tagged(smodel, box["ids"])
-        m = {n: _timed(lambda n=n: _map(smodel, n, image, q, ids, args), cuda) for n in names}
+        m = {n: timed(lambda n=n: _map(smodel, n, image, q, ids, args), cuda) for n in names}
         if k:
             gen.append(g)
             for n in names:

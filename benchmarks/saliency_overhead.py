@@ -20,26 +20,15 @@ import argparse
 import gc
 import json
 import statistics
-import time
 
 import torch
-from _memory import hwm, hwm_reset, rss
+from _measure import hwm, hwm_reset, rss, timed
 
 from saliency_r1.attribution.decompose import trace
 from saliency_r1.attribution.maps import build_plan
 from saliency_r1.attribution.spans import Spans
 from saliency_r1.models.presets import IMAGE_PAD, random_vlm, synthetic_inputs
 from saliency_r1.models.spec import get_spec
-
-
-def _time(fn, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
 
 
 def _peak(fn, cuda: bool) -> tuple[int, int]:
@@ -69,7 +58,7 @@ def measure(fns: dict, device: torch.device, repeats: int) -> dict:
         for m, fn in fns.items():
             if m == "naive" and r % 3:
                 continue  # the naive path is slow: a third of the rounds
-            times[m].append(_time(fn, cuda))
+            times[m].append(timed(fn, cuda))
     out = {}
     for m, fn in fns.items():
         base, peak = _peak(fn, cuda)

@@ -1,4 +1,4 @@
-"""Process memory readings for the CPU benchmarks (Linux /proc), shared by every script here.
+"""Timing and process-memory readings shared by the benchmark scripts (CUDA-synchronised timer; Linux /proc).
 
 The resident high-water mark (VmHWM) is reset through ``/proc/self/clear_refs`` before a measured call,
 so each call's peak is read in-process; where the reset is refused, ``ru_maxrss`` (the process peak) is
@@ -8,6 +8,7 @@ the fallback.
 from __future__ import annotations
 
 import resource
+import time
 
 
 def _status(field: str) -> int:
@@ -38,3 +39,16 @@ def hwm(reset_ok: bool = True) -> int:
     if reset_ok:
         return _status("VmHWM")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def timed(fn, cuda: bool) -> float:
+    """Seconds of one call of ``fn``, synchronising the GPU before and after when ``cuda``."""
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
