@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from saliency_r1.cli import demo_report as rep
 from saliency_r1.cli.demo_pipeline import load_preset
 
@@ -51,3 +55,27 @@ def test_preset_overrides_are_checked():
         load_preset("quick", {"nope": 1})
     with pytest.raises(InputError, match="unknown preset"):
         load_preset("huge")
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_in_miniature_then_resume(tmp_path):
+    """The whole demo with every stage cut to a step or two: all arms evaluated, the focused-vs-distracted test
+    and the report written; a second run resumes (no stage is redone) and gives the same summary."""
+    from saliency_r1.cli.main import main
+
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out)] + [a for kv in ("sft_steps=2", "grpo_steps=1", "grpo_n=2", "n_test=3",
+                                                       "n_counterfactual=1", "n_focus=2") for a in ("--set", kv)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["arms"]) == {"sft", "vision-r1", "saliency-r1"}
+    assert set(summary["focus"]) == {"sft", "vision-r1", "saliency-r1"}
+    assert all(0.0 <= summary["focus"][a]["focused"]["mean"] <= 1.0 for a in summary["focus"])
+    assert "distracted_rate" in summary["arms"]["sft"] and (out / "report.html").is_file()
+    assert "focused reasoning" in (out / "report.html").read_text()
+    marks = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/.done")}
+    assert len(marks) == 3
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/.done")} == marks
+    again = json.loads((out / "summary.json").read_text())
+    assert again["arms"] == summary["arms"] and again["focus"] == summary["focus"]

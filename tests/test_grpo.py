@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import glob
 import http.server
@@ -73,6 +74,23 @@ def test_all_configs_load_and_variants_differ_as_in_table_9():
     assert z3.grpo.beta == 0.001 and z3.grpo.learning_rate == 1e-5 and z3.rewards.judge.mode == "binary"
     assert vl.grpo.use_vllm and vl.grpo.extra["ds3_gather_for_generation"] and not z3.grpo.use_vllm
     assert yaml.safe_load((CONFIGS / "accelerate" / "zero3.yaml").read_text())["deepspeed_config"]["zero_stage"] == 3
+
+
+def test_grpo_trains_on_the_cold_start_world():
+    """GRPO prompts come from the same ShapesWorld distribution as the SFT cold start (and the demo's held-out
+    split): a different world would make the start model guess, and the saliency signal drown."""
+    from saliency_r1.cli.demo_pipeline import PRESETS, world
+    from saliency_r1.data import ShapesWorldConfig
+    from saliency_r1.training.sft import load_config
+
+    def plain(cfg: ShapesWorldConfig) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples and lists alike
+
+    sft = plain(load_config(CONFIGS / "sft_shapes.yaml").data.shapes)
+    assert plain(ShapesWorldConfig(**load_run_config(CONFIGS / "grpo_shapes.yaml").data.shapes)) == sft
+    assert plain(ShapesWorldConfig(**world())) == sft
+    demo = world(PRESETS["quick"])  # the demo's world differs only in its documented overrides
+    assert {k for k in sft if sft[k] != demo[k]} == set(PRESETS["quick"].world)
 
 
 def test_grpo_args_and_rewards_per_variant(tmp_path):

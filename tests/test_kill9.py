@@ -1,4 +1,4 @@
-"""A real ``kill -9`` in the middle of SFT, then the same command again: training resumes from the last
+"""A real ``kill -9`` in the middle of SFT or GRPO, then the same command again: training resumes from the last
 complete checkpoint, the finished checkpoints are untouched, and the step count continues."""
 
 from __future__ import annotations
@@ -9,8 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
+
+from saliency_r1.training._checkpoints import checkpoints, is_complete
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = """
 model: {tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, intermediate_size: 128,
@@ -23,7 +29,9 @@ train: {output_dir: OUT, per_device_train_batch_size: 4, learning_rate: 0.01, wa
 
 
 def _complete(out):
-    return sorted(int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json"))
+    """Steps of the complete checkpoints, by the project's own rule: a ``trainer_state.json`` cut short by the
+    kill does not count (resuming moves that checkpoint aside and writes it again)."""
+    return [int(p.name.split("-")[1]) for p in checkpoints(out) if is_complete(p)]
 
 
 @pytest.mark.slow
@@ -54,3 +62,63 @@ def test_kill_9_during_sft_then_resume(tmp_path):
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == last + 2
     assert (out / "final" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ GRPO
+
+TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128,
+        "vision_hidden": 32, "vision_depth": 1}
+
+
+def _grpo_config(tmp_path, out):
+    """The smallest GRPO run: the tiny model of CONFIG, 4 completions of <= 12 tokens per step, LoRA, a
+    checkpoint every step and none deleted (so that the finished ones can be checked afterwards)."""
+    from saliency_r1.models.tiny import TinyConfig, tiny_checkpoint
+
+    model = tiny_checkpoint(tmp_path / "tiny", config=TinyConfig(**TINY))
+    data = {"extends": str(ROOT / "configs" / "grpo_shapes.yaml"), "name": "kill9", "output_dir": str(out),
+            "model": {"path": str(model), "build_tiny": False},
+            "data": {"n": 8, "seed": 3, "shapes": {"width": 112, "height": 112, "large_size": [30, 36],
+                                                   "small_size": [18, 24]}},
+            "rewards": {"saliency_batch_size": 4},
+            "grpo": {"num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 12,
+                     "logging_steps": 1, "save_steps": 1, "save_total_limit": None}}
+    path = tmp_path / "grpo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_kill_9_during_grpo_then_resume(tmp_path):
+    """``kill -9`` of ``saliency-r1 train grpo`` once >= 3 checkpoints are complete; the same command again
+    resumes from the last complete one (its log history is the prefix of the new one, steps continue without
+    a gap or a repeat), the finished checkpoints' adapter weights are not rewritten, and the run exports."""
+    out = tmp_path / "run"
+    cfg = _grpo_config(tmp_path, out)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TRL_EXPERIMENTAL_SILENCE="1",
+               OMP_NUM_THREADS="1")  # GRPO has no torch_threads setting; torch reads OMP_NUM_THREADS
+    cmd = [sys.executable, "-m", "saliency_r1.cli.main", "train", "grpo", "--config", str(cfg)]
+    proc = subprocess.Popen(cmd + ["--max-steps", "500"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(_complete(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _complete(out)  # judged after the kill: a trainer_state.json cut short does not count
+    assert proc.returncode == -signal.SIGKILL and len(done) >= 3, done
+    last = done[-1]
+    weights = "adapter_model.safetensors"  # LoRA: the checkpoint's weights are the adapter
+    kept = {s: (out / f"checkpoint-{s}" / weights).stat().st_mtime_ns for s in done}
+    history = json.loads((out / f"checkpoint-{last}" / "trainer_state.json").read_text())["log_history"]
+    res = subprocess.run(cmd + ["--max-steps", str(last + 2)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for s, mtime in kept.items():  # finished checkpoints are not rewritten
+        assert (out / f"checkpoint-{s}" / weights).stat().st_mtime_ns == mtime
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == last + 2
+    assert state["log_history"][:len(history)] == history  # resumed from checkpoint-{last}, not from scratch
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == list(range(1, last + 3))
+    assert _complete(out)[-2:] == [last + 1, last + 2]
+    assert (out / "merged" / "config.json").is_file() and (out / "adapter" / "adapter_config.json").is_file()

@@ -34,7 +34,7 @@ def _arms(preset: dp.Preset) -> list[str]:
 
 def run_seed(out: Path, preset: dp.Preset, seed: int, bar) -> dict:
     """All stages of one seed; returns per-arm metrics, counterfactual results and model dirs."""
-    test = dp.held_out(seed, preset.n_test)
+    test = dp.held_out(preset, seed, preset.n_test)
     bar.set_description(f"seed {seed}: SFT cold start")
     models = {"sft": dp.run_sft(out, preset, seed)}
     bar.update()
@@ -50,7 +50,10 @@ def run_seed(out: Path, preset: dp.Preset, seed: int, bar) -> dict:
     bar.set_description(f"seed {seed}: counterfactual test")
     cf = {arm: dp.counterfactual(out, arm, models[arm], test[:preset.n_counterfactual]) for arm in dp.ARMS}
     bar.update()
-    return {"metrics": metrics, "counterfactual": cf, "models": {k: str(v) for k, v in models.items()}}
+    bar.set_description(f"seed {seed}: focused vs distracted reasoning")
+    focus = {arm: dp.focus(out, arm, models[arm], preset, seed) for arm in dp.ARMS}
+    bar.update()
+    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "models": {k: str(v) for k, v in models.items()}}
 
 
 def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int = 3) -> Path:
@@ -90,26 +93,29 @@ def run(args: argparse.Namespace) -> int:
     seeds = (args.seed,) if args.seed is not None else preset.seeds
     root = Path(args.out)
     t0 = time.perf_counter()
-    per_seed, cf, last = [], {}, None
-    n_stages = 1 + (len(_arms(preset)) - 1) + len(_arms(preset)) + 1
+    per_seed, cf, focus, last = [], {}, [], None
+    n_stages = 1 + (len(_arms(preset)) - 1) + len(_arms(preset)) + 2
     with tqdm(total=n_stages * len(seeds), unit="stage", desc="demo") as bar:
         for seed in seeds:
             last = run_seed(root / f"seed{seed}", preset, seed, bar)
             per_seed.append(last["metrics"])
             cf = last["counterfactual"]
+            focus.append(last["focus"])
     arms = {arm: rep.aggregate([m[arm] for m in per_seed]) for arm in _arms(preset)}
     summary = {"preset": args.preset, "seeds": list(seeds), "n_test": preset.n_test, "arms": arms,
-               "per_seed": per_seed, "counterfactual": cf, "verdict": rep.verdict(arms),
+               "per_seed": per_seed, "counterfactual": cf, "focus": rep.aggregate_focus(focus),
+               "verdict": rep.verdict(arms),
                "timings": {"total_s": round(time.perf_counter() - t0, 1)}}
     seed_dir = root / f"seed{seeds[-1]}"
-    expl = explanations(root, last["models"], dp.held_out(seeds[-1], preset.n_test))
+    expl = explanations(root, last["models"], dp.held_out(preset, seeds[-1], preset.n_test))
     curves = rep.training_curves({a: seed_dir / a for a in _arms(preset)[1:]}, root / "training_curves.png")
     summary["timings"]["total_s"] = round(time.perf_counter() - t0, 1)
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=1))
     md = (f"# saliency-r1 demo ({args.preset}, seeds {list(seeds)}, {preset.n_test} held-out questions)\n\n"
           f"{rep.markdown_table(arms)}\n\n## Counterfactual (accuracy %, Gaussian noise)\n\n"
-          f"{rep.counterfactual_table(cf)}\n\n**Verdict.** {summary['verdict']['text']}\n")
+          f"{rep.counterfactual_table(cf)}\n\n## Does the saliency reward prefer focused reasoning?\n\n"
+          f"{rep.focus_table(summary['focus'])}\n\n**Verdict.** {summary['verdict']['text']}\n")
     (root / "summary.md").write_text(md)
     report = rep.write_report(root, summary, curves, expl)
     print(md)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,23 @@ REPO = Path(__file__).resolve().parents[3]
 class Preset:
     """Sizes of one demo run."""
 
-    sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps"})
-    grpo_steps: int = field(default=80, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
-    grpo_n: int = field(default=96, metadata={"help": "ShapesWorld prompts for GRPO"})
+    sft_steps: int = field(default=1500, metadata={"help": "SFT optimizer steps (configs/sft_shapes.yaml: 1500)"})
+    grpo_steps: int = field(default=160, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
+    grpo_n: int = field(default=160, metadata={"help": "ShapesWorld prompts for GRPO"})
     n_test: int = field(default=100, metadata={"help": "held-out samples evaluated"})
     n_counterfactual: int = field(default=24, metadata={"help": "held-out samples in the noise test"})
+    n_focus: int = field(default=40, metadata={"help": "held-out scenes in the focused-vs-distracted reward test"})
+    world: dict = field(default_factory=lambda: {"distracted_frac": 0.6, "distracted_where": "start"}, metadata={
+        "help": "ShapesWorld overrides over configs/sft_shapes.yaml's data.shapes for every stage: the cold start "
+                "reasons about irrelevant objects first in most traces, so its greedy answers do too and the "
+                "question of the paper's Fig. 1 (does GRPO make the reasoning focused?) is real"})
     seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "seeds (full: several)"})
     variants: tuple[str, ...] = field(default=(), metadata={"help": "ablation variants (configs/variants)"})
 
 
 PRESETS = {
     "quick": Preset(),
-    "full": Preset(sft_steps=1500, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60,
+    "full": Preset(sft_steps=1500, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60, n_focus=100,
                    seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero")),
 }
 
@@ -60,13 +65,21 @@ def config_path(name: str) -> Path:
     return p
 
 
-def held_out(seed: int, n: int) -> list[dict]:
-    """The held-out test split: the SFT config's ShapesWorld distribution, its own seed stream."""
-    from ..data import generate
+def world(preset: Preset | None = None) -> dict[str, Any]:
+    """The ShapesWorld distribution of the demo: ``data.shapes`` of ``configs/sft_shapes.yaml`` with the preset's
+    ``world`` overrides, shared by the cold start, every GRPO arm and the held-out split (only seeds differ)."""
+    from ..data import ShapesWorldConfig
     from ..training.sft import load_config
 
-    shapes = load_config(config_path("sft_shapes.yaml")).data.shapes
-    return generate(shapes, n, seed=10_000 + seed, split="test")
+    base = asdict(load_config(config_path("sft_shapes.yaml")).data.shapes) | dict(preset.world if preset else {})
+    return json.loads(json.dumps(asdict(ShapesWorldConfig(**base))))  # checked, and lists rather than tuples
+
+
+def held_out(preset: Preset, seed: int, n: int) -> list[dict]:
+    """The held-out test split: the demo's ShapesWorld distribution, its own seed stream."""
+    from ..data import ShapesWorldConfig, generate
+
+    return generate(ShapesWorldConfig(**world(preset)), n, seed=10_000 + seed, split="test")
 
 
 def run_sft(out: Path, preset: Preset, seed: int) -> Path:
@@ -75,7 +88,10 @@ def run_sft(out: Path, preset: Preset, seed: int) -> Path:
 
     stage = out / "sft"
     if not _done(stage):
+        from ..data import ShapesWorldConfig
+
         cfg = load_config(config_path("sft_shapes.yaml"), output_dir=str(stage), max_steps=preset.sft_steps)
+        cfg.data.shapes = ShapesWorldConfig(**world(preset))
         cfg.train.seed = seed
         cfg.data.seed = seed
         t = time.perf_counter()
@@ -93,9 +109,10 @@ def run_grpo(out: Path, arm: str, start: Path, preset: Preset, seed: int) -> Pat
     if not _done(stage):
         yaml = config_path("grpo_shapes.yaml" if arm == "saliency-r1" else f"variants/{arm}.yaml")
         overrides = {"output_dir": str(stage), "max_steps": preset.grpo_steps, "data.n": preset.grpo_n,
-                     "data.seed": 1_000 + seed, "grpo.seed": seed, "grpo.save_steps": preset.grpo_steps}
-        if arm != "zero":
-            overrides["model.path"] = str(start)
+                     "data.seed": 1_000 + seed, "data.shapes": world(preset), "grpo.seed": seed,
+                     "grpo.save_steps": preset.grpo_steps}
+        # zero (paper Table 9): no cold start, GRPO from the model the demo's SFT started from (<sft>/base)
+        overrides["model.path"] = str(start.parent / "base" if arm == "zero" else start)
         if arm == "vision-r1":
             overrides["rewards.log_zero_weight"] = True  # log alignment for the curves; it is not rewarded
         cfg = load_run_config(yaml, **overrides)
@@ -143,6 +160,24 @@ def counterfactual(out: Path, arm: str, model_dir: Path, samples: list[dict]) ->
     return json.loads(path.read_text())
 
 
+def focus(out: Path, arm: str, model_dir: Path, preset: Preset, seed: int) -> dict[str, float]:
+    """Saliency reward of focused vs distracted reasoning on the same held-out scenes
+    (:func:`saliency_r1.evaluation.focus_gap`): can the reward tell them apart on this model?"""
+    from .. import load_model
+    from ..data import ShapesWorldConfig
+    from ..evaluation.focus import focus_gap, paired_traces
+
+    path = out / "focus" / f"{arm}.json"
+    if not path.is_file():
+        pairs = paired_traces(ShapesWorldConfig(**world(preset)), preset.n_focus, seed=20_000 + seed)
+        res = focus_gap(load_model(model_dir), pairs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        tmp.replace(path)
+    return json.loads(path.read_text())
+
+
 def load_preset(name: str, overrides: dict | None = None) -> Preset:
     """A named preset, optionally with field overrides (YAML-style dict)."""
     if name not in PRESETS:
@@ -153,5 +188,5 @@ def load_preset(name: str, overrides: dict | None = None) -> Preset:
     return from_dict(Preset, base | overrides)
 
 
-__all__ = ["Preset", "PRESETS", "ARMS", "held_out", "run_sft", "run_grpo", "evaluate", "counterfactual",
-           "load_preset", "config_path", "read_yaml"]
+__all__ = ["Preset", "PRESETS", "ARMS", "world", "held_out", "run_sft", "run_grpo", "evaluate", "counterfactual",
+           "focus", "load_preset", "config_path", "read_yaml"]

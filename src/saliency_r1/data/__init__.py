@@ -8,9 +8,10 @@ does not import it.
 
 from __future__ import annotations
 
+from ._families import is_distracted
 from .loaders import FORMATS, LoadResult, load
 from .schema import Sample, format_response
 from .shapes import ShapesWorldConfig, corpus, export, generate, to_hf_dataset
 
-__all__ = ["load", "LoadResult", "FORMATS", "Sample", "format_response", "ShapesWorldConfig", "generate",
+__all__ = ["is_distracted", "load", "LoadResult", "FORMATS", "Sample", "format_response", "ShapesWorldConfig", "generate",
            "to_hf_dataset", "export", "corpus"]

@@ -7,6 +7,8 @@ so the result stays a pure function of the sample's seed.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
@@ -119,9 +121,25 @@ def distract(b: Built, cfg: ShapesWorldConfig, rng: np.random.Generator) -> str:
     if not others:
         return f"I look at the whole image first. {b.focused}"
     seen = describe_group(others[: cfg.max_distractors])
-    if rng.random() < 0.5:
+    where = cfg.distracted_where
+    if where == "start" or (where == "either" and rng.random() < 0.5):
         return f"I see {seen}. {b.focused}"
     return f"{b.focused} I also see {seen}."
+
+
+_DISTRACTED = re.compile(r"I look at the whole image first\.|^\s*I see (?!no\b)|I also see ")
+
+
+def is_distracted(trace: str) -> bool:
+    """Whether a reasoning trace (or a whole response) has one of :func:`distract`'s sentences about
+    irrelevant objects: ShapesWorld's marker of unfocused reasoning (paper Fig. 1).
+
+    >>> is_distracted("<think>I see a red circle. The square is blue.</think>blue")
+    True
+    >>> is_distracted("<think>I see no cross and no red object. So no.</think>no")
+    False
+    """
+    return bool(_DISTRACTED.search(str(trace).replace("<think>", "", 1)))
 
 
 def _left_to_right(objs: list[Obj], idx: list[int]) -> list[int]:

@@ -102,6 +102,8 @@ class ShapesWorldConfig:
     max_count: int = field(default=4, metadata=_h("largest count asked by counting questions"))
     distracted_frac: float = field(default=0.5, metadata=_h("fraction of distracted reasoning traces"))
     max_distractors: int = field(default=3, metadata=_h("most irrelevant objects a distracted trace mentions"))
+    distracted_where: str = field(default="either", metadata=_h(
+        "where a distracted trace puts its sentence on irrelevant objects: start, end, or either (at random)"))
 
     def __post_init__(self) -> None:
         self.shapes, self.colours = tuple(self.shapes), tuple(self.colours)
@@ -149,6 +151,8 @@ def _check_config(c: ShapesWorldConfig) -> None:
     for name in ("large_frac", "label_prob", "existence_yes_frac", "distracted_frac"):
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise InputError(f"{name} must be in [0, 1], got {getattr(c, name)}")
+    if c.distracted_where not in ("start", "end", "either"):
+        raise InputError(f"distracted_where must be start, end or either, got {c.distracted_where!r}")
     if c.max_count < 1 or c.pope_top_k < 1 or c.max_distractors < 1 or c.label_scale < 1 or not c.label_alphabet:
         raise InputError("max_count, pope_top_k, max_distractors and label_scale must be >= 1, "
                          "label_alphabet non-empty")

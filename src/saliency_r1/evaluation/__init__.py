@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .common import TARGETS, Example, loglik_from_embeds, prepare, visual_embeddings
 from .faithfulness import FaithfulnessConfig, Reference, auc, deletion_insertion, normalise, reference
+from .focus import focus_gap, paired_traces
 from .likelihood import response_loglik
 from .methods import DEFAULT_METHODS, METHODS, MethodUnavailable, compute_maps, parse_methods
 from .perturb import BLANKS, make_blank, perturb, pixel_order, rank_pixels
@@ -24,5 +25,5 @@ __all__ = [
     "TARGETS", "Example", "prepare", "visual_embeddings", "loglik_from_embeds",
     "faithfulness_record", "pointing_record", "check_response", "run_loop",
     "faithfulness_table", "faithfulness_markdown", "pointing_table", "pointing_markdown",
-    "rank_gaussian_filter",
+    "rank_gaussian_filter", "focus_gap", "paired_traces",
 ]

@@ -72,13 +72,15 @@ def uniform_baseline(image_size: tuple[int, int], boxes: Any) -> float:
 
 def score_one(model, sample: dict, max_new_tokens: int) -> dict[str, Any]:
     """Generate (greedy) and explain one sample; its correctness, format and pointing scores."""
+    from ..data import is_distracted
     from ..scoring import score_map
 
     res = model.explain(sample["image"], sample["question"], max_new_tokens=max_new_tokens, do_sample=False)
     text = res.response_text
     rec = {"id": sample.get("id"), "family": family_of(sample.get("source", "")), "response": text,
            "answer": sample["answer"], "prediction": final_answer(text), "format": format_ok(text),
-           "tokens": int(len(res.response_ids)), "holistic": res.holistic is not None}
+           "tokens": int(len(res.response_ids)), "holistic": res.holistic is not None,
+           "distracted": is_distracted(text)}
     rec["correct"] = normalise_answer(rec["prediction"]) == normalise_answer(sample["answer"])
     if sample.get("boxes"):
         size = res.image_sizes[0]
@@ -92,7 +94,8 @@ def score_one(model, sample: dict, max_new_tokens: int) -> dict[str, Any]:
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over records: accuracy, format rate, holistic rate, energy-PG, PG, uniform, response tokens.
+    """Means over records: accuracy, format rate, holistic rate, energy-PG, PG, uniform, response tokens, and
+    the rate of responses with a sentence about irrelevant objects (:func:`saliency_r1.data.is_distracted`).
 
     >>> summarise([{"correct": True, "format": True, "holistic": True, "tokens": 4}])["accuracy"]
     1.0
@@ -104,7 +107,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"n": len(records), "accuracy": mean("correct", records), "format_rate": mean("format", records),
             "holistic_rate": mean("holistic", records), "energy_pg": mean("energy_pg", records),
             "pg": mean("pg", records), "uniform": mean("uniform", records),
-            "n_scored": sum("pg" in r for r in records), "mean_response_tokens": mean("tokens", records)}
+            "n_scored": sum("pg" in r for r in records), "mean_response_tokens": mean("tokens", records),
+            "distracted_rate": mean("distracted", records)}
 
 
 def accuracy_and_pointing(model_dir, samples: list[dict], max_new_tokens: int = 64,
@@ -115,8 +119,8 @@ def accuracy_and_pointing(model_dir, samples: list[dict], max_new_tokens: int = 
     Accuracy: normalised exact match of the text after ``</think>`` with the sample's answer. Pointing: mean
     energy-PG and PG of the holistic map over the samples with boxes, ``uniform`` the uniform map's value
     (module docstring). Returns ``{"n", "accuracy", "format_rate", "holistic_rate", "energy_pg", "pg",
-    "uniform", "n_scored", "mean_response_tokens", "per_family": {family: same keys}, "seconds"}`` and
-    ``"records"`` (one dict per sample) when ``return_records``.
+    "uniform", "n_scored", "mean_response_tokens", "distracted_rate", "per_family": {family: same keys},
+    "seconds"}`` and ``"records"`` (one dict per sample) when ``return_records``.
 
     >>> import tempfile
     >>> from saliency_r1.data import generate
