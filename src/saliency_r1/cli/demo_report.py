@@ -115,8 +115,22 @@ def focus_table(focus: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(rows)
 
 
+def _running_mean(values, window: int) -> list[float]:
+    """Trailing mean over up to ``window`` points (the curves' smoothed line).
+
+    >>> _running_mean([1, 3, 5, 7], 2)
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def training_curves(run_dirs: dict[str, Path], path: Path) -> Path | None:
-    """Reward, saliency reward, alignment and completion length per GRPO step, one line per arm."""
+    """Reward, saliency reward, accuracy reward and completion length per GRPO step: each arm's raw values
+    (faint) and their running mean over 10 steps."""
     from matplotlib.figure import Figure
 
     series = {}
@@ -132,10 +146,13 @@ def training_curves(run_dirs: dict[str, Path], path: Path) -> Path | None:
     fig = Figure(figsize=(12, 3), dpi=100)
     for i, (key, title) in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
-        for arm, rows in series.items():
-            pts = [(r["step"], r[key]) for r in rows if key in r]
+        for k, (arm, rows) in enumerate(series.items()):
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=LABELS.get(arm, arm), marker=".")
+                steps, vals = zip(*pts)
+                colour = f"C{k}"
+                ax.plot(steps, vals, color=colour, alpha=0.2, linewidth=0.8)
+                ax.plot(steps, _running_mean(vals, 10), color=colour, label=LABELS.get(arm, arm))
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("GRPO step", fontsize=8)
         ax.tick_params(labelsize=7)
