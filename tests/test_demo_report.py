@@ -73,6 +73,11 @@ def test_demo_end_to_end_in_miniature_then_resume(tmp_path):
     assert all(0.0 <= summary["focus"][a]["focused"]["mean"] <= 1.0 for a in summary["focus"])
     assert "distracted_rate" in summary["arms"]["sft"] and (out / "report.html").is_file()
     assert "focused reasoning" in (out / "report.html").read_text()
+    from saliency_r1 import load_model
+    from saliency_r1.models.loading import resolve_model_dir
+
+    assert resolve_model_dir(out / "saliency-r1").name == "merged" and resolve_model_dir(out / "sft").name == "final"
+    assert type(load_model(out / "saliency-r1").model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     marks = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/.done")}
     assert len(marks) == 3
     assert main(args) == 0

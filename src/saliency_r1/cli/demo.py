@@ -73,6 +73,21 @@ def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int 
     return comparison_html(sections, out / "explanations.html", title="Before / after: the same questions")
 
 
+def link_models(root: Path, seed: int, arms: list[str]) -> None:
+    """``root/<arm>`` -> ``seed<seed>/<arm>`` (relative symlinks), so that ``saliency-r1 explain --model
+    runs/demo/saliency-r1`` loads the last seed's model (the loader follows a run dir to ``merged/`` or
+    ``final/``). Where symlinks are not allowed, nothing is linked."""
+    for arm in arms:
+        link = root / arm
+        try:
+            if link.is_symlink():
+                link.unlink()
+            if not link.exists():
+                link.symlink_to(Path(f"seed{seed}") / arm, target_is_directory=True)
+        except OSError:
+            return
+
+
 def _parse_sets(items: list[str]) -> dict:
     import yaml
 
@@ -107,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                "verdict": rep.verdict(arms),
                "timings": {"total_s": round(time.perf_counter() - t0, 1)}}
     seed_dir = root / f"seed{seeds[-1]}"
+    link_models(root, seeds[-1], _arms(preset))
     expl = explanations(root, last["models"], dp.held_out(preset, seeds[-1], preset.n_test))
     curves = rep.training_curves({a: seed_dir / a for a in _arms(preset)[1:]}, root / "training_curves.png")
     summary["timings"]["total_s"] = round(time.perf_counter() - t0, 1)

@@ -68,16 +68,40 @@ def model_class(path: str | Path):
         f"{', '.join(sorted(SPECS))}")
 
 
+TRAINING_OUTPUTS = ("merged", "final")  # GRPO run dir -> merged/, SFT run dir -> final/
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """``path`` itself when it holds a model (``config.json`` or ``adapter_config.json``); for a training
+    output directory, its exported model: ``merged/`` (GRPO) or ``final/`` (SFT). Else ``path`` unchanged.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp()); (run / "merged").mkdir(); _ = (run / "merged" / "config.json").write_text("{}")
+    >>> resolve_model_dir(run).name
+    'merged'
+    """
+    path = Path(path)
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    for name in TRAINING_OUTPUTS:
+        if (path / name / "config.json").is_file():
+            return path / name
+    return path
+
+
 def load_hf(path: str | Path, device=None, dtype=None, attn_implementation: str | None = None,
             trust_remote_code: bool = False):
     """Load ``(model, processor)`` from a checkpoint or LoRA-adapter directory, in eval mode.
 
-    A LoRA adapter directory (``adapter_config.json``) is loaded on its base model and merged.
+    A LoRA adapter directory (``adapter_config.json``) is loaded on its base model and merged. A training
+    output directory (``saliency-r1 train sft|grpo --out DIR``) loads its exported model
+    (:func:`resolve_model_dir`).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"model path {path} does not exist; pass a local checkpoint directory "
                          "(no hub downloads here)")
+    path = resolve_model_dir(path)
     kwargs = dict(dtype=resolve_dtype(dtype) or torch.float32, use_safetensors=True,
                   trust_remote_code=trust_remote_code)
     if attn_implementation:
@@ -107,4 +131,4 @@ def _load_adapter(path: Path, kwargs: dict):
     return model, load_processor(proc_dir)
 
 
-__all__ = ["load_hf", "model_class", "resolve_dtype", "resolve_device"]
+__all__ = ["load_hf", "model_class", "resolve_dtype", "resolve_device", "resolve_model_dir"]
