@@ -71,6 +71,8 @@ def test_demo_end_to_end_in_miniature_then_resume(tmp_path):
     assert set(summary["arms"]) == {"sft", "vision-r1", "saliency-r1"}
     assert set(summary["focus"]) == {"sft", "vision-r1", "saliency-r1"}
     assert all(0.0 <= summary["focus"][a]["focused"]["mean"] <= 1.0 for a in summary["focus"])
+    assert set(summary["focus_variants"]) == {"full", "think", "answer", "attn"}
+    assert summary["focus_variants"]["full"] == summary["focus"]["sft"]  # the same test, computed once
     assert "distracted_rate" in summary["arms"]["sft"] and (out / "report.html").is_file()
     assert "focused reasoning" in (out / "report.html").read_text()
     from saliency_r1 import load_model

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_text
+from ..attribution.maps import VARIANTS
 from . import demo_pipeline as dp
 from . import demo_report as rep
 
@@ -52,8 +54,10 @@ def run_seed(out: Path, preset: dp.Preset, seed: int, bar) -> dict:
     bar.update()
     bar.set_description(f"seed {seed}: focused vs distracted reasoning")
     focus = {arm: dp.focus(out, arm, models[arm], preset, seed) for arm in dp.ARMS}
+    by_variant = {v: dp.focus(out, "sft", models["sft"], preset, seed, variant=v) for v in VARIANTS}
     bar.update()
-    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "models": {k: str(v) for k, v in models.items()}}
+    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "focus_variants": by_variant,
+            "models": {k: str(v) for k, v in models.items()}}
 
 
 def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int = 3) -> Path:
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = (args.seed,) if args.seed is not None else preset.seeds
     root = Path(args.out)
     t0 = time.perf_counter()
-    per_seed, cf, focus, last = [], {}, [], None
+    per_seed, cf, focus, by_variant, last = [], {}, [], [], None
     n_stages = 1 + (len(_arms(preset)) - 1) + len(_arms(preset)) + 2
     with tqdm(total=n_stages * len(seeds), unit="stage", desc="demo") as bar:
         for seed in seeds:
@@ -116,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
             per_seed.append(last["metrics"])
             cf = last["counterfactual"]
             focus.append(last["focus"])
+            by_variant.append(last["focus_variants"])
     arms = {arm: rep.aggregate([m[arm] for m in per_seed]) for arm in _arms(preset)}
     summary = {"preset": args.preset, "seeds": list(seeds), "n_test": preset.n_test, "arms": arms,
                "per_seed": per_seed, "counterfactual": cf, "focus": rep.aggregate_focus(focus),
+               "focus_variants": rep.aggregate_focus(by_variant),
                "verdict": rep.verdict(arms),
                "timings": {"total_s": round(time.perf_counter() - t0, 1)}}
     seed_dir = root / f"seed{seeds[-1]}"
@@ -127,12 +133,13 @@ def run(args: argparse.Namespace) -> int:
     curves = rep.training_curves({a: seed_dir / a for a in _arms(preset)[1:]}, root / "training_curves.png")
     summary["timings"]["total_s"] = round(time.perf_counter() - t0, 1)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=1))
     md = (f"# saliency-r1 demo ({args.preset}, seeds {list(seeds)}, {preset.n_test} held-out questions)\n\n"
           f"{rep.markdown_table(arms)}\n\n## Counterfactual (accuracy %, Gaussian noise)\n\n"
           f"{rep.counterfactual_table(cf)}\n\n## Does the saliency reward prefer focused reasoning?\n\n"
-          f"{rep.focus_table(summary['focus'])}\n\n**Verdict.** {summary['verdict']['text']}\n")
-    (root / "summary.md").write_text(md)
+          f"{rep.focus_table(summary['focus'])}\n\nOn the SFT start, by reward variant:\n\n"
+          f"{rep.focus_table(summary['focus_variants'])}\n\n**Verdict.** {summary['verdict']['text']}\n")
+    atomic_write_text(root / "summary.md", md)
     report = rep.write_report(root, summary, curves, expl)
     print(md)
     print(f"report: {report}\nsummary: {root / 'summary.json'}\ntotal: {summary['timings']['total_s']} s")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write_text
 from ..config_io import from_dict, read_yaml
 from ..errors import InputError
 
@@ -52,9 +53,7 @@ def _done(path: Path) -> bool:
 
 def _mark(path: Path, record: dict | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / ".done.tmp"
-    tmp.write_text(json.dumps(record or {}, indent=1, default=str))
-    tmp.replace(path / ".done")
+    atomic_write_text(path / ".done", json.dumps(record or {}, indent=1, default=str))
 
 
 def config_path(name: str) -> Path:
@@ -132,9 +131,7 @@ def evaluate(out: Path, arm: str, model_dir: Path, samples: list[dict]) -> dict[
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         res = accuracy_and_pointing(model_dir, samples, max_new_tokens=64)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1, default=str))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(res, indent=1, default=str))
     return json.loads(path.read_text())
 
 
@@ -156,25 +153,24 @@ def counterfactual(out: Path, arm: str, model_dir: Path, samples: list[dict]) ->
 
         res = counterfactual_accuracy(answer, samples, answers_match)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=1))
+        atomic_write_text(path, json.dumps(res, indent=1))
     return json.loads(path.read_text())
 
 
-def focus(out: Path, arm: str, model_dir: Path, preset: Preset, seed: int) -> dict[str, float]:
-    """Saliency reward of focused vs distracted reasoning on the same held-out scenes
-    (:func:`saliency_r1.evaluation.focus_gap`): can the reward tell them apart on this model?"""
+def focus(out: Path, arm: str, model_dir: Path, preset: Preset, seed: int, variant: str = "full"
+          ) -> dict[str, float]:
+    """Saliency reward (``variant``: full, think, answer, attn) of focused vs distracted reasoning on the same
+    held-out scenes (:func:`saliency_r1.evaluation.focus_gap`): can the reward tell them apart on this model?"""
     from .. import load_model
     from ..data import ShapesWorldConfig
     from ..evaluation.focus import focus_gap, paired_traces
 
-    path = out / "focus" / f"{arm}.json"
+    path = out / "focus" / (f"{arm}.json" if variant == "full" else f"{arm}-{variant}.json")
     if not path.is_file():
         pairs = paired_traces(ShapesWorldConfig(**world(preset)), preset.n_focus, seed=20_000 + seed)
-        res = focus_gap(load_model(model_dir), pairs)
+        res = focus_gap(load_model(model_dir), pairs, variant=variant)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(res, indent=1))
     return json.loads(path.read_text())
 
 

@@ -9,6 +9,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write_text
+
 METRICS = (("accuracy", "accuracy"), ("attribute_accuracy", "attribute acc."), ("energy_pg", "energy-PG"),
            ("pg", "PG"), ("uniform", "uniform-map PG"), ("mean_response_tokens", "response length"),
            ("distracted_rate", "distracted reasoning"), ("format_rate", "format rate"))
@@ -92,8 +94,8 @@ def aggregate_focus(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, di
     >>> aggregate_focus([{"sft": {"gap": 0.1}}, {"sft": {"gap": 0.3}}])["sft"]["gap"]["mean"]
     0.2
     """
-    arms = {a for row in per_seed for a in row}
-    return {a: aggregate([row[a] for row in per_seed if a in row]) for a in sorted(arms, key=list(LABELS).index)}
+    order = [a for row in per_seed for a in row]
+    return {a: aggregate([row[a] for row in per_seed if a in row]) for a in dict.fromkeys(order)}
 
 
 def focus_table(focus: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -194,13 +196,12 @@ uniform-map PG: the same for a map with no preference (box area / image area).</
 <p>The same held-out scenes teacher-forced with a focused trace and with a distracted one (same answer), each
 given the saliency reward. GRPO can only make reasoning more focused if focused traces score higher.</p>
 {_md_to_html(focus_table(summary['focus'])) if summary.get('focus') else '<p>not run</p>'}
+<p>On the SFT start, by reward variant (full: through the thinking bottleneck; think / answer: the thinking or
+answer tokens' own maps; attn: raw attention instead of logit contributions):</p>
+{_md_to_html(focus_table(summary['focus_variants'])) if summary.get('focus_variants') else '<p>not run</p>'}
 {link}<h2>Timings</h2><pre>{html.escape(json.dumps(summary.get('timings', {}), indent=1))}</pre>
 </body></html>"""
-    path = out / "report.html"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(out / "report.html", page)
 
 
 def _md_to_html(table: str) -> str:
