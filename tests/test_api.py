@@ -54,6 +54,22 @@ def test_empty_response_is_an_error(tiny, image, bad, match):
         tiny.explain(image, "Q?", response=bad)
 
 
+def test_placeholder_tokens_never_generated_and_refused_in_responses(tiny, image):
+    """Image/video pads and vision start/end are suppressed in generation (a response holding them cannot be
+    traced with the prompt's images), and a given response holding one is a one-line error."""
+    placeholders = tiny.spec.placeholder_ids(tiny.hf)
+    bias = torch.zeros(tiny.model.lm_head.weight.shape[0])
+    bias[sorted(placeholders)] = 1e4  # make the model want nothing but placeholders
+    handle = tiny.model.lm_head.register_forward_hook(lambda m, i, o: o + bias)
+    try:
+        res = tiny.explain(image, "Q?", max_new_tokens=5, do_sample=False)
+    finally:
+        handle.remove()
+    assert placeholders.isdisjoint(res.response_ids.tolist())
+    with pytest.raises(InputError, match="placeholder"):
+        tiny.explain(image, "Q?", response="<think>a<|image_pad|></think>red")
+
+
 def test_bad_images(tiny, tmp_path):
     with pytest.raises(InputError, match="smaller than one merged patch"):
         tiny.explain(Image.new("RGB", (20, 100)), "Q?", response="<think>a</think>b")

@@ -305,6 +305,17 @@ def test_saliency_table_broken_formats_and_missing_boxes(tiny):
     assert reward.stats["format_broken"] == 3 and logged["saliency/none_rows"] == 3.0
 
 
+def test_saliency_completion_with_image_placeholder_scores_zero(tiny):
+    """A well-formed completion that holds a generated <|image_pad|> cannot be fed back with the prompt's
+    images (the processor's features would not match): it scores 0, untraced, and is counted."""
+    images, prompts, ids = _rows(tiny, 1)
+    pad = tiny.model.config.image_token_id
+    bad = ids[:2] + [pad] + ids[2:]
+    reward = SaliencyReward("full", model=tiny.model, processor=tiny.processor)
+    out = reward(prompts * 2, [GOOD, GOOD], [ids, bad], image=images * 2, boxes=[[[0, 0, 50, 50]]] * 2)
+    assert out[0] is not None and out[1] == 0.0 and reward.stats["placeholder_tokens"] == 1
+
+
 def test_saliency_empty_and_missing_maps(tiny, monkeypatch):
     """An all-zero map scores 0 (never NaN); text that looks well formed but ids without spans score 0."""
     import saliency_r1.rewards.saliency as mod

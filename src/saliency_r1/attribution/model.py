@@ -57,8 +57,14 @@ class SaliencyModel:
         return frozenset(i for i in ids if i is not None)
 
     def generate(self, prompt: dict, **generate_kwargs) -> list[int]:
-        """Generate a response to one prepared prompt with HF ``generate``; returns its ids (eos kept)."""
+        """Generate a response to one prepared prompt with HF ``generate``; returns its ids (eos kept).
+
+        Image/video placeholder and vision start/end ids are suppressed (added to ``suppress_tokens``): a
+        response holding them cannot be fed back with the prompt's images.
+        """
         inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in prompt.items()}
+        suppress = set(generate_kwargs.pop("suppress_tokens", None) or []) | self.spec.placeholder_ids(self.hf)
+        generate_kwargs["suppress_tokens"] = sorted(suppress)
         with torch.no_grad():
             seq = self.model.generate(**inputs, **generate_kwargs)
         ids = seq[0, prompt["input_ids"].shape[1]:].tolist()
@@ -97,6 +103,10 @@ class SaliencyModel:
                 raise InputError("the model generated an empty response; raise max_new_tokens")
         else:
             ids = response_ids(self.processor, response, end_id)
+        bad = sorted(set(ids) & self.spec.placeholder_ids(self.hf))
+        if bad:
+            raise InputError(f"the response holds image placeholder tokens "
+                             f"{self.processor.tokenizer.convert_ids_to_tokens(bad)}; remove them from the response")
         t1 = time.perf_counter()
         result = self.trace_one(prompt, ids, images, question, think_query_offset)
         result.meta["timings"] = {"generate_s": t_gen, "trace_s": time.perf_counter() - t1}

@@ -36,6 +36,8 @@ class ModelSpec:
     patch_size_attr: str
     eager_module: str
     uses_mm_token_type_ids: bool = True
+    placeholder_attrs: tuple[str, ...] = ("config.image_token_id", "config.video_token_id",
+                                          "config.vision_start_token_id", "config.vision_end_token_id")
 
     def get(self, model: nn.Module, path: str, i: int | None = None):
         """Resolve a dotted path (with ``{i}`` filled) on ``model``.
@@ -48,6 +50,24 @@ class ModelSpec:
         for part in path.format(i=i).split("."):
             obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
         return obj
+
+    def placeholder_ids(self, model: nn.Module) -> frozenset[int]:
+        """Ids that only the processor may place (image/video pads, vision start/end): never in a response.
+
+        >>> from saliency_r1.models.tiny import build_tiny
+        >>> model, proc = build_tiny()
+        >>> sorted(proc.tokenizer.convert_ids_to_tokens(sorted(SPECS[type(model).__name__].placeholder_ids(model))))
+        ['<|image_pad|>', '<|video_pad|>', '<|vision_end|>', '<|vision_start|>']
+        """
+        ids = set()
+        for attr in self.placeholder_attrs:
+            try:
+                value = self.get(model, attr)
+            except AttributeError:
+                continue
+            if value is not None:
+                ids.add(int(value))
+        return frozenset(ids)
 
     def n_layers(self, model: nn.Module) -> int:
         return len(self.get(model, self.layers))

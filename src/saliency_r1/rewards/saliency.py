@@ -7,7 +7,8 @@ For completion o with prompt x (image I, evidence boxes B in pixel xyxy of I):
 with S the holistic map (method.md §2, or the ``think`` / ``answer`` / ``attn`` variant) of o,
 computed exactly on the merged-patch grid (:func:`saliency_r1.scoring.score_grid`). A completion
 whose format is broken (:func:`saliency_r1.rewards._text.parse_response`) or whose spans cannot be
-found scores 0 without tracing; a row without boxes (and without masks when ``region="masks"``)
+found scores 0 without tracing (so does one holding image placeholder tokens such as a generated
+``<|image_pad|>``); a row without boxes (and without masks when ``region="masks"``)
 or without an image scores None (TRL ignores it for this reward) and is counted.
 
 How it gets the model: :meth:`SaliencyReward.bind` (``reward.bind(trainer)``) keeps the trainer; each
@@ -210,6 +211,7 @@ class SaliencyReward:
             spec, ends = get_spec(model), end_ids(hf, self.processor.tokenizer)
             patch = int(hf.config.vision_config.patch_size) * int(hf.config.vision_config.spatial_merge_size)
             env = {"model": model, "spec": spec, "ends": ends, "device": next(model.parameters()).device,
+                   "placeholders": spec.placeholder_ids(hf),
                    "share": self.share_vision and shares_vision(hf, spec.family), "cache": {}, "regions": {}}
             for lo in range(0, len(todo), self.batch_size):
                 chunk = todo[lo:lo + self.batch_size]
@@ -243,6 +245,9 @@ class SaliencyReward:
             sp = find_spans(tok, ids, env["ends"])
             ok = sp.think is not None and sp.answer is not None
             counts["no_spans"] += not ok
+            if ok and not env["placeholders"].isdisjoint(ids):  # a generated <|image_pad|>: cannot be traced
+                ok = False
+                counts["placeholder_tokens"] += 1
             prepared.append(self._prompt_inputs(prompts[i], imgs, env["cache"]) if ok else None)
             resps.append(ids), spans.append(sp)
         live = [k for k, p in enumerate(prepared) if p is not None]
@@ -323,7 +328,8 @@ class SaliencyReward:
         energies = [e for e, _, traced in measured.values() if traced and e is not None]
         pgs = [pg for _, pg, traced in measured.values() if traced and pg is not None]
         log_metric("saliency/none_rows", float(counts["none"]))
-        log_metric("saliency/format_broken_rows", float(counts["format_broken"] + counts["no_spans"]))
+        log_metric("saliency/format_broken_rows",
+                   float(counts["format_broken"] + counts["no_spans"] + counts["placeholder_tokens"]))
         log_metric("saliency/trace_seconds", seconds)
         if energies:
             log_metric("saliency/alignment", sum(energies) / len(energies))
