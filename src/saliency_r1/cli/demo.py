@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=1))
     md = (f"# saliency-r1 demo ({args.preset}, seeds {list(seeds)}, {preset.n_test} held-out questions)\n\n"
-          f"{rep.markdown_table(arms)}\n\n## Counterfactual (accuracy %, Gaussian noise)\n\n"
+          f"{rep.markdown_table(arms)}\n\n## Counterfactual (accuracy %, Gaussian noise; seed {seeds[-1]})\n\n"
           f"{rep.counterfactual_table(cf)}\n\n## Does the saliency reward prefer focused reasoning?\n\n"
           f"{rep.focus_table(summary['focus'])}\n\nOn the SFT start, by reward variant:\n\n"
           f"{rep.focus_table(summary['focus_variants'])}\n\n**Verdict.** {summary['verdict']['text']}\n")

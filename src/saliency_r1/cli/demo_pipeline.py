@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[3]
 class Preset:
     """Sizes of one demo run."""
 
-    sft_steps: int = field(default=1500, metadata={"help": "SFT optimizer steps (configs/sft_shapes.yaml: 1500)"})
-    grpo_steps: int = field(default=160, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
-    grpo_n: int = field(default=160, metadata={"help": "ShapesWorld prompts for GRPO"})
+    sft_steps: int = field(default=1200, metadata={"help": "SFT optimizer steps (configs/sft_shapes.yaml: 1500)"})
+    grpo_steps: int = field(default=128, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
+    grpo_n: int = field(default=128, metadata={"help": "ShapesWorld prompts for GRPO"})
     n_test: int = field(default=100, metadata={"help": "held-out samples evaluated"})
     n_counterfactual: int = field(default=24, metadata={"help": "held-out samples in the noise test"})
     n_focus: int = field(default=40, metadata={"help": "held-out scenes in the focused-vs-distracted reward test"})

@@ -53,6 +53,9 @@ def verdict(arms: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
             if holds else
             "The claim does NOT fully hold in this run: " + "; ".join(k for k, ok in checks.items() if not ok) +
             " failed. The numbers are reported as measured; nothing was tuned on the held-out split.")
+    if min((v.get("n_seeds", 1) for arm in arms.values() for v in arm.values()), default=1) < 2:
+        text += (" One seed only: differences of a few points are within sampling noise here; --preset full "
+                 "gives mean ± std over seeds.")
     focus = [(LABELS[a], m[a].get("distracted_rate"), m[a].get("mean_response_tokens")) for a in
              ("sft", "vision-r1", "saliency-r1") if m[a].get("distracted_rate") is not None]
     if focus:
