@@ -46,6 +46,23 @@ def tiny_eager(tiny_dir):
     return load_model(tiny_dir, attn_implementation="eager")
 
 
+SMALLEST_TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128,
+                 "vision_hidden": 32, "vision_depth": 1}  # the tiny model the fault tests train
+
+
+def checkpointing_sft_yaml(out) -> str:
+    """A ``saliency-r1 train sft`` config: the smallest tiny model, 16 ShapesWorld samples, batch 4, a checkpoint
+    every step, none deleted, one thread."""
+    import yaml
+
+    return yaml.safe_dump({
+        "model": {"tiny": SMALLEST_TINY, "tokenizer_corpus": 200},
+        "data": {"n": 16, "seed": 3, "shapes": {"width": 112, "height": 112, "min_objects": 2, "max_objects": 3}},
+        "train": {"output_dir": str(out), "per_device_train_batch_size": 4, "learning_rate": 0.01,
+                  "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "logging_steps": 1, "save_steps": 1,
+                  "save_total_limit": None, "disable_tqdm": True, "torch_threads": 1}})
+
+
 def make_image(w: int = 168, h: int = 140, seed: int = 0) -> Image.Image:
     """A small scene with a few coloured shapes (deterministic)."""
     g = torch.Generator().manual_seed(seed)

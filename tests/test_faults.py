@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_image
+from conftest import checkpointing_sft_yaml, make_image
 from saliency_r1.cli.main import main
 
 
@@ -41,16 +41,6 @@ def test_disk_full_while_writing_report(tiny_dir, tmp_path, monkeypatch, capsys)
 
 
 # --------------------------------------------------------------------------- disk full during a checkpoint
-
-SFT_CONFIG = """
-model: {tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, intermediate_size: 128,
-               vision_hidden: 32, vision_depth: 1}, tokenizer_corpus: 200}
-data: {n: 16, seed: 3, shapes: {width: 112, height: 112, min_objects: 2, max_objects: 3}}
-train: {output_dir: OUT, per_device_train_batch_size: 4, learning_rate: 0.01, warmup_ratio: 0.0,
-        lr_scheduler_type: constant, logging_steps: 1, save_steps: 1, save_total_limit: null,
-        disable_tqdm: true, torch_threads: 1}
-"""
-
 
 def _full_disk_at(monkeypatch, what: str, folder: str) -> None:
     """Make the write of ``what`` ("weights" or "trainer_state") into ``folder`` fail as a full disk does:
@@ -96,7 +86,7 @@ def test_disk_full_while_writing_a_checkpoint(what, tmp_path, monkeypatch, capsy
     torch.set_num_threads(1)
     out = tmp_path / "run"
     cfg = tmp_path / "sft.yaml"
-    cfg.write_text(SFT_CONFIG.replace("OUT", str(out)))
+    cfg.write_text(checkpointing_sft_yaml(out))
     cmd = ["train", "sft", "--config", str(cfg)]
     _full_disk_at(monkeypatch, what, "checkpoint-3")
     capsys.readouterr()

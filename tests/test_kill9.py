@@ -14,18 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SMALLEST_TINY, checkpointing_sft_yaml
 from saliency_r1.training._checkpoints import checkpoints, is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-model: {tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, intermediate_size: 128,
-               vision_hidden: 32, vision_depth: 1}, tokenizer_corpus: 200}
-data: {n: 16, seed: 3, shapes: {width: 112, height: 112, min_objects: 2, max_objects: 3}}
-train: {output_dir: OUT, per_device_train_batch_size: 4, learning_rate: 0.01, warmup_ratio: 0.0,
-        lr_scheduler_type: constant, logging_steps: 1, save_steps: 1, save_total_limit: null,
-        disable_tqdm: true, torch_threads: 1}
-"""
 
 
 def _complete(out):
@@ -34,13 +26,9 @@ def _complete(out):
     return [int(p.name.split("-")[1]) for p in checkpoints(out) if is_complete(p)]
 
 
-@pytest.mark.slow
-def test_kill_9_during_sft_then_resume(tmp_path):
-    out = tmp_path / "run"
-    cfg = tmp_path / "sft.yaml"
-    cfg.write_text(CONFIG.replace("OUT", str(out)))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "saliency_r1.cli.main", "train", "sft", "--config", str(cfg)]
+def _kill_9_after_3_checkpoints(cmd: list[str], env: dict, out) -> list[int]:
+    """Run ``cmd --max-steps 500``, ``kill -9`` it once 3 checkpoints are complete; the complete ones, judged
+    after the kill (a ``trainer_state.json`` cut short does not count)."""
     proc = subprocess.Popen(cmd + ["--max-steps", "500"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -50,6 +38,17 @@ def test_kill_9_during_sft_then_resume(tmp_path):
     proc.wait()
     done = _complete(out)
     assert proc.returncode == -signal.SIGKILL and len(done) >= 3, done
+    return done
+
+
+@pytest.mark.slow
+def test_kill_9_during_sft_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(checkpointing_sft_yaml(out))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [sys.executable, "-m", "saliency_r1.cli.main", "train", "sft", "--config", str(cfg)]
+    done = _kill_9_after_3_checkpoints(cmd, env, out)
     last = done[-1]
     kept = {s: (out / f"checkpoint-{s}" / "model.safetensors").stat().st_mtime_ns for s in done}
     res = subprocess.run(cmd + ["--max-steps", str(last + 2)], env=env, capture_output=True, text=True,
@@ -66,16 +65,12 @@ def test_kill_9_during_sft_then_resume(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ GRPO
 
-TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128,
-        "vision_hidden": 32, "vision_depth": 1}
-
-
 def _grpo_config(tmp_path, out):
-    """The smallest GRPO run: the tiny model of CONFIG, 4 completions of <= 12 tokens per step, LoRA, a
+    """The smallest GRPO run: the tiny model of ``SMALLEST_TINY``, 4 completions of <= 12 tokens per step, LoRA, a
     checkpoint every step and none deleted (so that the finished ones can be checked afterwards)."""
     from saliency_r1.models.tiny import TinyConfig, tiny_checkpoint
 
-    model = tiny_checkpoint(tmp_path / "tiny", config=TinyConfig(**TINY))
+    model = tiny_checkpoint(tmp_path / "tiny", config=TinyConfig(**SMALLEST_TINY))
     data = {"extends": str(ROOT / "configs" / "grpo_shapes.yaml"), "name": "kill9", "output_dir": str(out),
             "model": {"path": str(model), "build_tiny": False},
             "data": {"n": 8, "seed": 3, "shapes": {"width": 112, "height": 112, "large_size": [30, 36],
@@ -98,15 +93,7 @@ def test_kill_9_during_grpo_then_resume(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TRL_EXPERIMENTAL_SILENCE="1",
                OMP_NUM_THREADS="1")  # GRPO has no torch_threads setting; torch reads OMP_NUM_THREADS
     cmd = [sys.executable, "-m", "saliency_r1.cli.main", "train", "grpo", "--config", str(cfg)]
-    proc = subprocess.Popen(cmd + ["--max-steps", "500"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while len(_complete(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = _complete(out)  # judged after the kill: a trainer_state.json cut short does not count
-    assert proc.returncode == -signal.SIGKILL and len(done) >= 3, done
+    done = _kill_9_after_3_checkpoints(cmd, env, out)
     last = done[-1]
     weights = "adapter_model.safetensors"  # LoRA: the checkpoint's weights are the adapter
     kept = {s: (out / f"checkpoint-{s}" / weights).stat().st_mtime_ns for s in done}

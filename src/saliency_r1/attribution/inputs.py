@@ -68,6 +68,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def user_turn(n_images: int, question: str) -> list[dict]:
+    """One user message: ``n_images`` image blocks, then the question (chat-template messages).
+
+    >>> user_turn(1, "Hi?")
+    [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'Hi?'}]}]
+    """
+    if not isinstance(question, str):
+        raise InputError(f"the question must be a string, not {type(question).__name__}")
+    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": question}]
+    return [{"role": "user", "content": content}]
+
+
 def chat_prompt(processor, n_images: int, question: str) -> str:
     """The model's own chat template with ``n_images`` images, then the question; generation prompt on.
 
@@ -76,11 +88,7 @@ def chat_prompt(processor, n_images: int, question: str) -> str:
     >>> chat_prompt(proc, 1, "Hi?").endswith("Hi?<|im_end|>\\n<|im_start|>assistant\\n")
     True
     """
-    if not isinstance(question, str):
-        raise InputError(f"the question must be a string, not {type(question).__name__}")
-    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": question}]
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                         tokenize=False)
+    return processor.apply_chat_template(user_turn(n_images, question), add_generation_prompt=True, tokenize=False)
 
 
 def prompt_inputs(processor, images: list[Image.Image], question: str) -> dict:
@@ -127,4 +135,4 @@ def teacher_forced(prompt: dict, resp: list[int]) -> dict:
     return out
 
 
-__all__ = ["open_image", "chat_prompt", "prompt_inputs", "response_ids", "teacher_forced"]
+__all__ = ["open_image", "user_turn", "chat_prompt", "prompt_inputs", "response_ids", "teacher_forced"]

@@ -59,17 +59,17 @@ def focus_gap(model: Any, pairs: list[tuple[dict, str, str]], variant: str = "fu
     >>> r["n"], 0.0 <= r["focused"] <= 1.0, -1.0 <= r["gap"] <= 1.0
     (2, True, True)
     """
+    from ..attribution.inputs import user_turn
     from ..rewards import SaliencyReward
 
     if not pairs:
         raise InputError("no focused/distracted pairs to score; pass ShapesWorld scenes with evidence boxes")
     reward = SaliencyReward(variant, model=model.model, processor=model.processor, batch_size=8)
-    foc, dis = [], []
-    for sample, f, d in pairs:
-        prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample["question"]}]}]
-        r = reward([prompt] * 2, [f, d], None, image=[sample["image"]] * 2, boxes=[sample["boxes"]] * 2)
-        if r[0] is not None and r[1] is not None:
-            foc.append(r[0]), dis.append(r[1])
+    rows = [(sample, response) for sample, f, d in pairs for response in (f, d)]  # each scene's two rows adjacent
+    r = reward([user_turn(1, s["question"]) for s, _ in rows], [resp for _, resp in rows], None,
+               image=[s["image"] for s, _ in rows], boxes=[s["boxes"] for s, _ in rows])
+    scored = [(a, b) for a, b in zip(r[::2], r[1::2]) if a is not None and b is not None]
+    foc, dis = [a for a, _ in scored], [b for _, b in scored]
     if not foc:
         raise InputError("no pair could be scored (every row lacked usable evidence)")
     gap = np.asarray(foc) - np.asarray(dis)

@@ -125,9 +125,11 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
     (reused on resume) with a tokenizer trained on the training texts."""
     from ..models.loading import load_hf
     from ..models.processor import load_processor
+    from ..models.tiny import tiny_checkpoint
 
     if model_args.path is None:
-        base = tiny_base(output_dir / "base", model_args, samples)
+        base = tiny_checkpoint(output_dir / "base", model_args.tiny,
+                               corpus=tokenizer_corpus(samples, model_args.tokenizer_corpus), seed=model_args.tiny_seed)
     else:
         base = Path(model_args.path)
     model, processor = load_hf(base.resolve(), device="cpu", dtype=model_args.dtype,
@@ -139,48 +141,6 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
             if "visual" in name.split("."):
                 p.requires_grad_(False)
     return model.train(), processor, base.resolve()
-
-
-def tiny_base(directory: Path, model_args: ModelArgs, samples: list[dict]) -> Path:
-    """Build the tiny model for a run into ``directory`` (kept as is when it already holds one, for resuming):
-    tokenizer trained on the training texts, weights re-initialised when ``tiny_init_std`` is set.
-
-    >>> import tempfile, pathlib
-    >>> from saliency_r1.data import generate
-    >>> d = tiny_base(pathlib.Path(tempfile.mkdtemp()) / "base", ModelArgs(tiny_init_std=0.0), generate(None, 4))
-    >>> (d / "model.safetensors").is_file()
-    True
-    """
-    from ..models.tiny import build_tiny, save_checkpoint
-
-    if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
-        return directory
-    model, processor = build_tiny(model_args.tiny, corpus=tokenizer_corpus(samples, model_args.tokenizer_corpus),
-                                  seed=model_args.tiny_seed)
-    if model_args.tiny_init_std is not None:
-        reinit_(model, model_args.tiny_init_std, model_args.tiny_seed)
-    return save_checkpoint(model, processor, directory)
-
-
-def reinit_(model: torch.nn.Module, std: float, seed: int = 0) -> torch.nn.Module:
-    """Draw every ``nn.Linear`` / ``nn.Embedding`` weight from N(0, std^2) (``std=0``: 1/sqrt(fan_in)), in place.
-
-    HF's 0.02 suits widths in the thousands; at width 128 it leaves attention logits near zero for hundreds of
-    steps. Biases and norms are left as they are.
-
-    >>> lin = reinit_(torch.nn.Sequential(torch.nn.Linear(400, 2)), 0.0)[0]
-    >>> 0.03 < float(lin.weight.std()) < 0.07
-    True
-    """
-    if std < 0:
-        raise InputError(f"model.tiny_init_std must be >= 0 (0: 1/sqrt(fan_in)) or None, got {std}")
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)):
-                s = std if std > 0 else mod.weight.shape[-1] ** -0.5
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * s)
-    return model
 
 
 def lora_config(lora: LoraArgs):
@@ -321,4 +281,4 @@ def run_from_config(config_path: str | Path, **overrides: Any) -> Path:
 
 __all__ = ["SFTRunConfig", "ModelArgs", "DataArgs", "LoraArgs", "TrainArgs", "train_sft", "run_from_config",
            "load_config", "last_checkpoint", "checkpoint_complete", "load_samples", "to_dataset", "prepare_model",
-           "lora_config", "sft_args", "save_final", "tokenizer_corpus", "tiny_base", "reinit_"]
+           "lora_config", "sft_args", "save_final", "tokenizer_corpus"]

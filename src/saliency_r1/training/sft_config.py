@@ -30,9 +30,6 @@ class ModelArgs:
     tokenizer_corpus: int = field(default=2000, metadata=_h(
         "training texts used to train the tiny model's tokenizer (when path is None)"))
     tiny_seed: int = field(default=0, metadata=_h("initialisation seed of the tiny model"))
-    tiny_init_std: Optional[float] = field(default=None, metadata=_h(
-        "re-initialise the tiny model's linear and embedding weights from N(0, std^2) before training; "
-        "0: std = 1/sqrt(fan_in) (learns far faster from scratch than the HF default); None: keep HF's 0.02"))
     dtype: str = field(default="float32", metadata=_h("weights dtype when loading: float32, bfloat16, float16"))
     attn_implementation: Optional[str] = field(default=None, metadata=_h(
         "attention kernel: sdpa, eager, flash_attention_2; None: the transformers default"))
