@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+import json
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -42,4 +44,52 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
 
 
-__all__ = ["atomic_write", "atomic_write_text"]
+def atomic_write_json(path: str | Path, data: Any, **dump_kwargs: Any) -> Path:
+    """:func:`atomic_write` of ``json.dumps(data)`` (``indent=2`` unless given)."""
+    dump_kwargs.setdefault("indent", 2)
+    return atomic_write_text(path, json.dumps(data, **dump_kwargs) + "\n")
+
+
+@contextmanager
+def output_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
+    """Hold an advisory lock (``fcntl.flock``) on ``folder/.saliency-r1.lock`` for one run.
+
+    A second run on the same folder gets one :class:`~saliency_r1.errors.InputError` naming the
+    holder's pid. The lock dies with its process (kill -9 included), so a stale file never blocks.
+    Under ``accelerate`` only the main process should take it.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with output_lock(d):
+    ...     with output_lock(d):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.InputError: ...
+    """
+    import fcntl
+
+    from .errors import InputError
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / ".saliency-r1.lock"
+    fh = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise InputError(f"{root} is in use by another {what} (pid {holder}); wait for it to finish "
+                             "or pass another output folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield root
+    finally:
+        fh.close()
+
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "output_lock"]

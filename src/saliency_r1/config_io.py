@@ -73,6 +73,23 @@ def to_dict(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def packaged_config(name: str) -> Path:
+    """The path of a config shipped with the project, e.g. ``packaged_config("sft_shapes.yaml")`` or
+    ``packaged_config("variants/think.yaml")``; a missing name is one clear error.
+
+    Every caller finds configs through this one function (the demo included), so where they live can
+    change in one place.
+
+    >>> packaged_config("sft_shapes.yaml").name
+    'sft_shapes.yaml'
+    """
+    root = Path(__file__).resolve().parents[2] / "configs"
+    path = root / name
+    if not path.is_file():
+        raise InputError(f"no packaged config {name!r} under {root}; reinstall saliency-r1")
+    return path
+
+
 def help_text(cls) -> str:
     """One line per field: name, default and the ``metadata["help"]`` text."""
     lines = []
@@ -82,4 +99,4 @@ def help_text(cls) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["read_yaml", "from_dict", "to_dict", "help_text"]
+__all__ = ["read_yaml", "from_dict", "to_dict", "help_text", "packaged_config"]
