@@ -46,7 +46,7 @@ class SaliencyModel:
 
     @property
     def patch_pixels(self) -> int:
-        return int(self.spec.get(self.hf, self.spec.patch_size_attr)) * self.merge_size
+        return self.spec.patch_pixels(self.hf)
 
     @property
     def end_ids(self) -> frozenset[int]:
@@ -156,9 +156,14 @@ def _attn_impl(hf: nn.Module) -> str:
     return str(cfg._attn_implementation)
 
 
-def load_model(path_or_id: str | Path, device=None, dtype=None, attn_implementation: str | None = None,
-               trust_remote_code: bool = False) -> SaliencyModel:
-    """Load a supported VLM checkpoint directory (or LoRA adapter directory) ready to explain.
+def load_model(path_or_id: str | Path, dtype="auto", device_map=None, attn_implementation: str | None = None,
+               device=None, trust_remote_code: bool = False, **from_pretrained_kwargs) -> SaliencyModel:
+    """Load a supported VLM ready to explain: a checkpoint directory, a LoRA adapter directory, a training
+    output directory, or a hub id (``"Qwen/Qwen2.5-VL-7B-Instruct"``) already in the local HF cache.
+
+    ``dtype``, ``device_map`` and ``attn_implementation`` mean what they mean to ``from_pretrained``
+    (``dtype="auto"``: the checkpoint's dtype); without ``device_map`` the model goes to ``device`` (None: cuda
+    when available). See :func:`saliency_r1.models.loading.load_hf`.
 
     >>> import tempfile
     >>> from saliency_r1.models.tiny import tiny_checkpoint
@@ -166,7 +171,8 @@ def load_model(path_or_id: str | Path, device=None, dtype=None, attn_implementat
     'qwen2_5_vl'
     """
     model, processor = load_hf(path_or_id, device=device, dtype=dtype, attn_implementation=attn_implementation,
-                               trust_remote_code=trust_remote_code)
+                               trust_remote_code=trust_remote_code, device_map=device_map,
+                               **from_pretrained_kwargs)
     return from_pretrained_objects(model, processor, name=str(path_or_id))
 
 

@@ -108,8 +108,8 @@ def visual_embeddings(smodel, ex: Example) -> torch.Tensor:
     """
     inp = on_device(ex.inputs, smodel.device)
     with torch.no_grad():
-        out = smodel.hf.model.get_image_features(inp["pixel_values"], inp["image_grid_thw"], return_dict=True)
-    return torch.cat(list(out.pooler_output), 0)  # (V, D)
+        out = smodel.spec.encode_images(smodel.hf, inp["pixel_values"], inp["image_grid_thw"])
+    return torch.cat(list(out), 0)  # (V, D)
 
 
 def embeds_inputs(ex: Example, embeds: torch.Tensor, device) -> dict:

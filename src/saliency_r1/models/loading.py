@@ -1,4 +1,4 @@
-"""Load a supported VLM checkpoint (full model or LoRA adapter) with its image-only processor.
+"""Load a supported VLM checkpoint (full model, LoRA adapter, or hub id in the local cache) with its processor.
 
 Safetensors only; ``trust_remote_code`` stays off unless asked for. The model class comes from
 ``config.json``'s ``architectures`` and must have a spec (:mod:`saliency_r1.models.spec`).
@@ -7,13 +7,15 @@ Safetensors only; ``trust_remote_code`` stays off unless asked for. The model cl
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
 import transformers
 
 from ..errors import InputError, UnsupportedModelError
-from .processor import load_processor
+from .processor import has_processor_files, load_processor
 from .spec import SPECS
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -89,23 +91,77 @@ def resolve_model_dir(path: str | Path) -> Path:
     return path
 
 
-def load_hf(path: str | Path, device=None, dtype=None, attn_implementation: str | None = None,
-            trust_remote_code: bool = False):
-    """Load ``(model, processor)`` from a checkpoint or LoRA-adapter directory, in eval mode.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_cache_dir() -> str | None:
+    """The hub cache to search: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, read now (None: huggingface_hub's
+    default).
+
+    >>> import os, unittest.mock
+    >>> with unittest.mock.patch.dict(os.environ, {"HF_HOME": "/data/hf"}, clear=True):
+    ...     hub_cache_dir()
+    '/data/hf/hub'
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def resolve_model_path(path_or_id: str | Path) -> Path:
+    """A local directory as is; a hub id (``org/name``) as its snapshot in the local HF cache (offline, no
+    download); else one :class:`InputError` saying how to get it.
+
+    >>> import tempfile
+    >>> resolve_model_path(tempfile.gettempdir()).is_dir()
+    True
+    """
+    path = Path(path_or_id)
+    if path.exists():
+        return path
+    text = str(path_or_id)
+    if not HUB_ID.match(text):
+        raise InputError(f"model path {text} does not exist; pass a local checkpoint directory or a hub id "
+                         "(org/name) already in the Hugging Face cache")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(text, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        where = cache or "the default Hugging Face cache"
+        raise InputError(f"{text} is neither a local directory nor in the Hugging Face cache ({where}); "
+                         f"download it first with `hf download {text}` (older huggingface_hub: "
+                         f"`huggingface-cli download {text}`), or pass its local directory") from None
+
+
+def load_hf(path: str | Path, device=None, dtype="auto", attn_implementation: str | None = None,
+            trust_remote_code: bool = False, device_map=None, **from_pretrained_kwargs):
+    """Load ``(model, processor)`` from a checkpoint directory, LoRA-adapter directory or cached hub id, in
+    eval mode.
+
+    Arguments mean what they mean to ``from_pretrained``: ``dtype="auto"`` is the checkpoint's own dtype
+    (``config.json``'s ``dtype``/``torch_dtype``), None is torch's default dtype (float32); ``device_map``
+    (``"auto"``, ``"cuda:0"``, a dict) places the weights, in which case ``device`` must be None. Without a
+    ``device_map`` the model is moved to ``device`` (None: cuda when available, else cpu). Other keyword
+    arguments go to ``from_pretrained`` unchanged.
 
     A LoRA adapter directory (``adapter_config.json``) is loaded on its base model and merged. A training
     output directory (``saliency-r1 train sft|grpo --out DIR``) loads its exported model
     (:func:`resolve_model_dir`).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"model path {path} does not exist; pass a local checkpoint directory "
-                         "(no hub downloads here)")
-    path = resolve_model_dir(path)
-    kwargs = dict(dtype=resolve_dtype(dtype) or torch.float32, use_safetensors=True,
+    if device_map is not None and device is not None:
+        raise InputError(f"both device={device!r} and device_map={device_map!r} given; pass one of them")
+    path = resolve_model_dir(resolve_model_path(path))
+    kwargs = dict(from_pretrained_kwargs, dtype=_hf_dtype(dtype), use_safetensors=True,
                   trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if (path / "adapter_config.json").is_file():
         model, processor = _load_adapter(path, kwargs)
     else:
@@ -114,21 +170,32 @@ def load_hf(path: str | Path, device=None, dtype=None, attn_implementation: str 
             raise InputError(f"{path} has no .safetensors weights; only safetensors checkpoints are loaded")
         model = cls.from_pretrained(str(path), **kwargs)
         processor = load_processor(path)
-    return model.to(resolve_device(device)).eval(), processor
+    if device_map is None:
+        model = model.to(resolve_device(device))
+    return model.eval(), processor
+
+
+def _hf_dtype(dtype):
+    resolved = resolve_dtype(dtype)
+    return torch.get_default_dtype() if resolved is None else resolved
 
 
 def _load_adapter(path: Path, kwargs: dict):
     from peft import PeftModel
 
     cfg = json.loads((path / "adapter_config.json").read_text())
-    base = Path(cfg.get("base_model_name_or_path") or "")
-    if not (base / "config.json").is_file():
-        raise InputError(f"adapter {path} names base model {str(base)!r}, which is not a local directory; "
+    name = cfg.get("base_model_name_or_path") or ""
+    try:
+        base = resolve_model_path(name) if name else None
+    except InputError as e:
+        raise InputError(f"adapter {path} names base model {name!r}: {e}") from None
+    if base is None or not (base / "config.json").is_file():
+        raise InputError(f"adapter {path} names base model {name!r}, which is not a model directory; "
                          "fix base_model_name_or_path in adapter_config.json")
     model = model_class(base).from_pretrained(str(base), **kwargs)
     model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-    proc_dir = path if (path / "preprocessor_config.json").is_file() else base
-    return model, load_processor(proc_dir)
+    return model, load_processor(path if has_processor_files(path) else base)
 
 
-__all__ = ["load_hf", "model_class", "resolve_dtype", "resolve_device", "resolve_model_dir"]
+__all__ = ["hub_cache_dir", "load_hf", "model_class", "resolve_dtype", "resolve_device", "resolve_model_dir",
+           "resolve_model_path"]

@@ -19,7 +19,10 @@ class ModelSpec:
 
     Paths are relative to the HF model (``...ForConditionalGeneration``); ``{i}`` is a layer index.
     ``eager_module`` names the modeling module whose ``eager_attention_forward`` is the family's
-    reference eager attention.
+    reference eager attention. ``processor_class`` is the family's standard transformers processor (what
+    ``AutoProcessor`` resolves a saved checkpoint to); ``image_features`` the method that encodes pixels
+    into the merged visual tokens the decoder sees; ``shares_vision`` whether the forward may be handed those
+    tokens precomputed (``mm_encoder_outputs``) so that one image is encoded once for many rows.
     """
 
     family: str
@@ -35,6 +38,9 @@ class ModelSpec:
     merge_size_attr: str
     patch_size_attr: str
     eager_module: str
+    processor_class: str
+    image_features: str = "model.get_image_features"
+    shares_vision: bool = False
     uses_mm_token_type_ids: bool = True
     placeholder_attrs: tuple[str, ...] = ("config.image_token_id", "config.video_token_id",
                                           "config.vision_start_token_id", "config.vision_end_token_id")
@@ -69,6 +75,39 @@ class ModelSpec:
                 ids.add(int(value))
         return frozenset(ids)
 
+    def patch_pixels(self, model: nn.Module) -> int:
+        """Side of one merged visual cell in resized pixels: ``patch_size * merge_size``.
+
+        >>> from saliency_r1.models.presets import random_vlm
+        >>> SPECS["Qwen2_5_VLForConditionalGeneration"].patch_pixels(random_vlm("tiny"))
+        28
+        """
+        return int(self.get(model, self.patch_size_attr)) * int(self.get(model, self.merge_size_attr))
+
+    def encode_images(self, model: nn.Module, pixel_values, image_grid_thw) -> tuple:
+        """The merged visual tokens of each image, ``(tokens_i, d)`` each, as the decoder receives them.
+
+        >>> import torch
+        >>> from saliency_r1.models.presets import random_vlm
+        >>> m = random_vlm("tiny")
+        >>> [tuple(t.shape) for t in SPECS["Qwen2_5_VLForConditionalGeneration"].encode_images(
+        ...     m, torch.randn(16, 1176), torch.tensor([[1, 4, 4]]))]
+        [(4, 128)]
+        """
+        out = self.get(model, self.image_features)(pixel_values, image_grid_thw, return_dict=True)
+        return tuple(out.pooler_output)
+
+    def accepts_image_embeds(self, model: nn.Module) -> bool:
+        """Whether ``model``'s forward may take precomputed image tokens (``mm_encoder_outputs``).
+
+        >>> from saliency_r1.models.presets import random_vlm
+        >>> SPECS["Qwen2_5_VLForConditionalGeneration"].accepts_image_embeds(random_vlm("tiny"))
+        True
+        """
+        import inspect
+
+        return self.shares_vision and "mm_encoder_outputs" in inspect.signature(type(model).forward).parameters
+
     def n_layers(self, model: nn.Module) -> int:
         return len(self.get(model, self.layers))
 
@@ -94,14 +133,16 @@ _QWEN_COMMON = dict(
 SPECS: dict[str, ModelSpec] = {
     "Qwen2_5_VLForConditionalGeneration": ModelSpec(
         family="qwen2_5_vl", eager_module="transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
-        **_QWEN_COMMON),
+        processor_class="Qwen2_5_VLProcessor", shares_vision=True, **_QWEN_COMMON),
     "Qwen2VLForConditionalGeneration": ModelSpec(
-        family="qwen2_vl", eager_module="transformers.models.qwen2_vl.modeling_qwen2_vl", **_QWEN_COMMON),
+        family="qwen2_vl", eager_module="transformers.models.qwen2_vl.modeling_qwen2_vl",
+        processor_class="Qwen2VLProcessor", shares_vision=True, **_QWEN_COMMON),
     # Qwen3-VL has the same decoder layout (q/k norms sit before RoPE, inside the attention module, so
     # the tracer's view from the attention interface is unchanged). DeepStack adds visual features to
     # early hidden states: those enter h_i^0-like residual terms, not the attention-borne c_{i,p}.
     "Qwen3VLForConditionalGeneration": ModelSpec(
-        family="qwen3_vl", eager_module="transformers.models.qwen3_vl.modeling_qwen3_vl", **_QWEN_COMMON),
+        family="qwen3_vl", eager_module="transformers.models.qwen3_vl.modeling_qwen3_vl",
+        processor_class="Qwen3VLProcessor", **_QWEN_COMMON),
 }
 
 

@@ -17,7 +17,8 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2_5_VLCo
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from ..errors import InputError
-from .processor import ImageOnlyQwenVLProcessor
+from .processor import ImageOnlyQwenVLProcessor, stamp_processor_class
+from .spec import get_spec
 
 QWEN_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -188,9 +189,18 @@ def reinit_(model: torch.nn.Module, std: float, seed: int = 0) -> torch.nn.Modul
 
 
 def save_checkpoint(model, processor, directory: str | Path) -> Path:
-    """Save as a standard checkpoint directory (config.json, safetensors, tokenizer, preprocessor).
+    """Save as a standard checkpoint directory (config.json, safetensors, tokenizer, processor_config.json and
+    the older split preprocessor_config.json, chat_template.jinja).
 
-    Written into a temporary sibling and renamed, so an interrupted save never leaves half a checkpoint.
+    Every processor/tokenizer config names the family's standard processor (``ModelSpec.processor_class``,
+    e.g. ``Qwen2_5_VLProcessor``), so ``AutoProcessor`` and tools built on it (lmms-eval, vLLM) load the real
+    processor. Written into a temporary sibling and renamed, so an interrupted save never leaves half a
+    checkpoint.
+
+    >>> import tempfile, json
+    >>> out = save_checkpoint(*build_tiny(), tempfile.mkdtemp() + "/ckpt")
+    >>> json.loads((out / "processor_config.json").read_text())["processor_class"]
+    'Qwen2_5_VLProcessor'
     """
     out = Path(directory)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -202,6 +212,7 @@ def save_checkpoint(model, processor, directory: str | Path) -> Path:
     processor.save_pretrained(tmp)
     processor.image_processor.save_pretrained(tmp)  # preprocessor_config.json, as hub checkpoints have
     (tmp / "chat_template.jinja").write_text(processor.chat_template)
+    stamp_processor_class(tmp, get_spec(model).processor_class)
     if out.exists():
         import shutil
 

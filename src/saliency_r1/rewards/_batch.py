@@ -13,24 +13,21 @@ identical embeddings, so the maps are unchanged.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn as nn
 
 from ..attribution.spans import Spans
+from ..models.spec import get_spec
 
-SHARED_VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 
-
-def shares_vision(hf: nn.Module, family: str) -> bool:
-    """Whether the forward of ``hf`` accepts precomputed image embeddings (``mm_encoder_outputs``).
+def shares_vision(hf: nn.Module) -> bool:
+    """Whether the forward of ``hf`` accepts precomputed image embeddings (its spec's ``shares_vision``).
 
     >>> from saliency_r1.models.tiny import build_tiny
-    >>> shares_vision(build_tiny()[0], "qwen2_5_vl")
+    >>> shares_vision(build_tiny()[0])
     True
     """
-    return family in SHARED_VISION_FAMILIES and "mm_encoder_outputs" in inspect.signature(type(hf).forward).parameters
+    return get_spec(hf).accepts_image_embeds(hf)
 
 
 def encode_once(hf: nn.Module, prompts: list[dict], device) -> list[tuple[torch.Tensor, ...]]:
@@ -44,7 +41,7 @@ def encode_once(hf: nn.Module, prompts: list[dict], device) -> list[tuple[torch.
     items = list(uniq.values())
     pv = torch.cat([p["pixel_values"] for p in items]).to(device)
     grid = torch.cat([p["image_grid_thw"] for p in items]).to(device)
-    per_image = hf.model.get_image_features(pv, grid, return_dict=True).pooler_output
+    per_image = get_spec(hf).encode_images(hf, pv, grid)
     out, k = {}, 0
     for p in items:
         n = p["image_grid_thw"].shape[0]
@@ -95,4 +92,4 @@ def to_device(inputs: dict, device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
 
-__all__ = ["batch_inputs", "encode_once", "shares_vision", "to_device", "SHARED_VISION_FAMILIES"]
+__all__ = ["batch_inputs", "encode_once", "shares_vision", "to_device"]

@@ -209,10 +209,10 @@ class SaliencyReward:
         with self.policy() as model:  # entered even with nothing to trace: ZeRO-3 gathers are collective
             hf = unwrap(model)
             spec, ends = get_spec(model), end_ids(hf, self.processor.tokenizer)
-            patch = int(hf.config.vision_config.patch_size) * int(hf.config.vision_config.spatial_merge_size)
+            patch = spec.patch_pixels(hf)
             env = {"model": model, "spec": spec, "ends": ends, "device": next(model.parameters()).device,
                    "placeholders": spec.placeholder_ids(hf),
-                   "share": self.share_vision and shares_vision(hf, spec.family), "cache": {}, "regions": {}}
+                   "share": self.share_vision and shares_vision(hf), "cache": {}, "regions": {}}
             for lo in range(0, len(todo), self.batch_size):
                 chunk = todo[lo:lo + self.batch_size]
                 grids = self._trace_chunk(env, chunk, prompts, completions, completion_ids, counts)
