@@ -71,3 +71,42 @@ def test_family_matches_naive_oracle(family):
     assert torch.allclose(ours.contributions[0], ref["contributions"], rtol=1e-4, atol=1e-6)
     assert torch.allclose(ours.holistic[0], ref["holistic"], rtol=1e-4, atol=1e-7)
     assert ours.contributions.abs().sum() > 0
+
+
+def test_family_knowledge_is_in_the_spec():
+    """Each spec names a processor transformers knows for that model type, and its own family key."""
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES, processor_class_from_name
+
+    from saliency_r1.models.spec import SPECS
+
+    for arch, spec in SPECS.items():
+        assert hasattr(transformers, arch)
+        assert spec.processor_class in PROCESSOR_MAPPING_NAMES[spec.family], arch
+        assert processor_class_from_name(spec.processor_class).__name__ == spec.processor_class
+
+
+@pytest.mark.parametrize("family", [_qwen2_vl, _qwen3_vl], ids=["qwen2_vl", "qwen3_vl"])
+def test_spec_reads_patch_size_and_vision_sharing_from_the_model(family):
+    cfg, cls, patch = family()
+    model = cls(cfg).eval()
+    spec = get_spec(model)
+    assert spec.patch_pixels(model) == patch * 2
+    assert spec.accepts_image_embeds(model) == (spec.family == "qwen2_vl")  # Qwen3-VL: DeepStack, no sharing
+    inputs, _ = _inputs(cfg, patch)
+    with torch.no_grad():
+        tokens = spec.encode_images(model, inputs["pixel_values"], inputs["image_grid_thw"])
+    assert [tuple(t.shape) for t in tokens] == [(12, 64)]
+
+
+def test_qwen2_vl_checkpoint_names_its_own_processor(tmp_path, monkeypatch):
+    import json
+
+    from transformers import AutoProcessor, Qwen2VLProcessor
+
+    from saliency_r1.models.tiny import build_tiny, save_checkpoint
+
+    cfg, cls, _ = _qwen2_vl()
+    out = save_checkpoint(cls(cfg).eval(), build_tiny()[1], tmp_path / "q2")
+    assert json.loads((out / "processor_config.json").read_text())["processor_class"] == "Qwen2VLProcessor"
+    monkeypatch.setattr(Qwen2VLProcessor, "from_pretrained", classmethod(lambda c, *a, **k: c))
+    assert AutoProcessor.from_pretrained(str(out)) is Qwen2VLProcessor
