@@ -135,7 +135,8 @@ def _parquet_rows(path: Path) -> Rows:
     import datasets
 
     try:
-        ds = datasets.load_dataset("parquet", data_files=[str(path)], split="train", streaming=True)
+        ds = datasets.load_dataset("parquet", data_files=[str(path)], split="train", streaming=True,
+                                   cache_dir=str(datasets_cache()))
         yield from dataset_rows(ds)
     except InputError:
         raise
@@ -205,7 +206,7 @@ def _folder_files(folder: Path, split: str, data_files: Any) -> list[Path]:
     import datasets
 
     try:
-        builder = datasets.load_dataset_builder(str(folder))
+        builder = datasets.load_dataset_builder(str(folder), cache_dir=str(datasets_cache()))
     except Exception as e:  # noqa: BLE001
         raise InputError(f"no data files found in {folder} ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
                          "give a data file, a glob, or data_files: patterns") from None
