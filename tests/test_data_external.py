@@ -91,6 +91,10 @@ def test_hub_shard_folder_and_glob_with_row_numbers_across_shards(tmp_path, capl
         load(tmp_path, format="saliency_r1_8k", split="validation")
     with pytest.raises(InputError, match="matches no"):
         load(str(tmp_path / "nothing/*.parquet"), format="saliency_r1_8k")
+    (tmp_path / "pictures").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "pictures/a.png")  # an image folder is no data folder
+    with pytest.raises(InputError, match="no .parquet/.arrow/.json/.jsonl file"):
+        load(tmp_path / "pictures", format="saliency_r1_8k")
 
 
 def test_image_column_with_paths_and_columns_mapping(tmp_path, monkeypatch):
@@ -348,3 +352,22 @@ def test_every_image_open_goes_through_one_function_and_bombs_are_skipped(tmp_pa
     res = load(tmp_path / "ds", format="saliency_r1_8k")
     assert not res.samples and [f for _, f, _ in res.skipped] == ["image", "image"]
     assert "decompression-bomb" in res.skipped[0][2]
+
+
+def test_the_sources_entries_in_docs_datasets_md_are_valid():
+    """Every ``sources:`` YAML block of docs/datasets.md builds DataSources with known formats."""
+    import pathlib
+    import re
+
+    import yaml
+
+    from saliency_r1.config_io import from_dict
+    from saliency_r1.data import FORMATS
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "<format>" not in b]
+    entries = [src for b in blocks for src in yaml.safe_load(b)["data"]["sources"]]
+    assert len(entries) >= 8
+    for src in entries:
+        ds = from_dict(DataSource, src, "data.sources[]")
+        assert ds.format in FORMATS and ds.weight >= 0

@@ -210,8 +210,12 @@ def _folder_files(folder: Path, split: str, data_files: Any) -> list[Path]:
     except Exception as e:  # noqa: BLE001
         raise InputError(f"no data files found in {folder} ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
                          "give a data file, a glob, or data_files: patterns") from None
-    files = _pick_split(builder.config.data_files or {}, split, str(folder))
-    return [Path(f) for f in files]
+    files = [Path(f) for f in _pick_split(builder.config.data_files or {}, split, str(folder))]
+    kept = [f for f in files if f.suffix.lower() in DATA_SUFFIXES]
+    if files and not kept:
+        raise InputError(f"split {split!r} of {folder} has no .parquet/.arrow/.json/.jsonl file (found e.g. "
+                         f"{files[0].name}); give a data file, a glob, or data_files: patterns")
+    return kept
 
 
 def _glob(pattern: str) -> Resolved:
