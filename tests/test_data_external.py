@@ -129,6 +129,14 @@ def test_hub_id_from_the_hub_snapshot_cache(tmp_path):
                                     "    path: data/train-*\n---\n# saliency-r1-8k\n")
     res = load("peterant330/saliency-r1-8k", format="saliency_r1_8k")
     _check_8k(res.samples, [0, 1, 2, 3])
+    sha = snap.name
+    assert load("peterant330/saliency-r1-8k", format="saliency_r1_8k", revision=sha).rows == 4
+    # `hf download --local-dir` writes a plain folder plus its .cache/huggingface/ metadata
+    local = tmp_path / "local"
+    shutil.copytree(snap, local)
+    (local / ".cache/huggingface/download/data").mkdir(parents=True)
+    (local / ".cache/huggingface/download/data/train-00000-of-00001.parquet.metadata").write_text("sha\netag\n1\n")
+    _check_8k(load(local, format="saliency_r1_8k").samples, [0, 1, 2, 3])
     assert res.path.endswith("train-00000-of-00001.parquet")
     # the same id through DataSource / load_sources (the GRPO config's sources: entry)
     assert len(load_sources([DataSource("peterant330/saliency-r1-8k", "saliency_r1_8k")])) == 4
@@ -159,6 +167,7 @@ def test_hub_id_not_cached_is_one_line_naming_the_download():
         load("org/missing-set", format="saliency_r1_8k")
     msg = str(e.value)
     assert "\n" not in msg and "org/missing-set" in msg
+    assert "hf download --repo-type dataset org/missing-set" in msg  # huggingface_hub >= 1.0 (installed: hf)
     assert "huggingface-cli download --repo-type dataset org/missing-set" in msg
 
 

@@ -270,7 +270,8 @@ def shapes(row: dict, ctx: Ctx) -> list[Sample]:
 
 
 PARSERS: dict[str, Callable[[dict, Ctx], list[Sample]]] = {
-    "visual_cot": visual_cot, "visual_cot_det": visual_cot_det, "visual_cot_meta": visual_cot_meta, "saliency_r1_8k": saliency_r1_8k,
+    "visual_cot": visual_cot, "visual_cot_det": visual_cot_det, "visual_cot_meta": visual_cot_meta,
+    "saliency_r1_8k": saliency_r1_8k,
     "llava": llava, "shapes": shapes,
 }
 

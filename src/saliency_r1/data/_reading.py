@@ -11,7 +11,7 @@ and (datasets 5.2) silently turns values of mixed type into JSON strings, which 
 bad rows this loader reports.
 
 A hub id ``org/name`` is looked up offline only: first the hub snapshot that
-``huggingface-cli download --repo-type dataset org/name`` writes
+``hf download --repo-type dataset org/name`` (``huggingface-cli`` before huggingface_hub 1.0) writes
 (``$HF_HUB_CACHE`` or ``$HF_HOME/hub``, ``datasets--org--name/snapshots/<sha>/``; datasets 5.2's
 ``load_dataset(id)`` does not read it offline), then the Arrow cache an online
 ``datasets.load_dataset(id)`` left (``$HF_DATASETS_CACHE`` or ``$HF_HOME/datasets``,
@@ -274,8 +274,8 @@ def _hub(repo_id: str, split: str, data_files: Any, revision: Optional[str]) -> 
         name = repo_id.split("/")[1]
         return Resolved([_dataset_part(ds, f"{repo_id}[{split}]", f"{name}-{split}")], datasets_cache(), repo_id)
     raise InputError(f"no file or folder {repo_id!r}, and dataset {repo_id} is not in the local HF cache "
-                     f"({hub_cache()} or {datasets_cache()}); download it with: "
-                     f"huggingface-cli download --repo-type dataset {repo_id}")
+                     f"({hub_cache()} or {datasets_cache()}); download it with: hf download --repo-type dataset "
+                     f"{repo_id} (huggingface_hub < 1.0: huggingface-cli download --repo-type dataset {repo_id})")
 
 
 def resolve(path: Union[str, Path], split: str = "train", data_files: Any = None,

@@ -10,7 +10,7 @@ returns a :class:`LoadResult`. ``path`` may be (see :mod:`._reading`):
 - a ``datasets`` ``save_to_disk`` folder (a Dataset, or a DatasetDict: ``split`` picks one);
 - a glob (``data/*.parquet``, ``**`` allowed);
 - a hub id ``org/name``, read offline from the local HF cache (the hub snapshot written by
-  ``huggingface-cli download --repo-type dataset org/name``, else the Arrow cache of an online
+  ``hf download --repo-type dataset org/name``, else the Arrow cache of an online
   ``datasets.load_dataset``); not cached: one :class:`InputError` line naming the download.
 
 ``data_files`` (patterns relative to the folder or hub snapshot) picks files instead, e.g. one
@@ -65,12 +65,13 @@ Formats (see :data:`FORMATS`):
     normalised to [0, 1] by width and height, unless the row's ``box_format`` (or the
     ``box_format=`` option) says ``square_padded`` or ``pixels``. ``solution`` may hold
     ``<think>…</think>`` (kept as ``reasoning``) and ``<answer>…</answer>``, or be the plain answer.
-    ``image`` may be a path or a ``{"bytes", "path"}`` dict (Parquet exports; kept in memory).
+    ``image`` may be a path or a ``{"bytes", "path"}`` dict (a ``datasets.Image`` column, e.g. the
+    hub's Parquet shards; embedded bytes are decoded into memory).
 ``llava``
     LLaVA / ShareGPT conversations ``{id, image | images, conversations | messages: [{from:
     human|gpt|user|assistant, value} or {role, content}, ...]}``: LLaVA-CoT, Mulberry, the two
-    files of Saliency-R1-cold / Vision-R1-cold (``image`` a path or a one-path list). Multi-turn rows are split into single turns (ids
-    ``{id}-{k}``); responses longer than ``max_response_words`` (default 200, None: keep all) are
+    files of Saliency-R1-cold / Vision-R1-cold (``image`` a path or a one-path list). Multi-turn
+    rows are split into single turns (ids ``{id}-{k}``); responses longer than ``max_response_words`` (default 200, None: keep all) are
     filtered and counted in ``LoadResult.filtered`` (not errors). A response's ``<think>`` block
     (or LLaVA-CoT's stages before ``<CONCLUSION>``) becomes ``reasoning``, the rest (``<answer>``
     content if tagged) the answer. No boxes. Text-only rows are skipped.

@@ -36,6 +36,8 @@ class DataSource:
                 "(e.g. [saliency_r1_llava_cot_full.json]); a single string is accepted"})
     columns: dict = field(default_factory=dict, metadata={
         "help": "rename columns before parsing, {their_name: our_name}"})
+    revision: Optional[str] = field(default=None, metadata={
+        "help": "hub snapshot of a hub id (branch, tag or commit present in the local cache; default main)"})
 
 
 def _weighted(samples: list, weight: float, rng: random.Random) -> list:
@@ -64,7 +66,7 @@ def load_sources(sources: list[DataSource], seed: int = 0) -> list[dict]:
         if src.limit is not None:
             opts["limit"] = src.limit
         result = load(src.path, format=src.format, image_root=src.image_root, split=src.split,
-                      data_files=src.data_files, columns=src.columns or None, **opts)
+                      data_files=src.data_files, columns=src.columns or None, revision=src.revision, **opts)
         if not result.samples:
             raise InputError(f"no usable sample in {src.path} ({result.summary()}); check the path and the format")
         out.extend(_weighted(list(result.samples), float(src.weight), rng))
