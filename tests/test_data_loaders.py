@@ -207,7 +207,7 @@ def test_image_root_and_file_errors(tmp_path):
     (tmp_path / "broken.json").write_text('[{"a": 1},')
     with pytest.raises(InputError, match="not valid JSON"):
         load(tmp_path / "broken.json", format="llava")
-    assert set(FORMATS) == {"visual_cot", "visual_cot_meta", "saliency_r1_8k", "llava", "shapes"}
+    assert set(FORMATS) == {"visual_cot", "visual_cot_det", "visual_cot_meta", "saliency_r1_8k", "llava", "shapes"}
     assert isinstance(load(tmp_path / "ann/d.jsonl", format="visual_cot", limit=0), LoadResult)
 
 

@@ -30,10 +30,13 @@ class Ctx:
     root: Path
     stem: str
     opts: dict[str, Any]
-    row: int = 0
+    row: int = 0  # the row number reported in LoadResult.skipped (counted across all parts)
+    id_row: int = 0  # the row number within the current part (file), used in default ids
+    file: Optional[Path] = None  # the data file being read (None for a datasets.Dataset part)
     clipped: int = 0
     filtered: int = 0
     notes: list[tuple[int, str, str]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-load lookups (e.g. benchmark answers)
     _sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def note(self, field_name: str, reason: str) -> None:
@@ -42,7 +45,7 @@ class Ctx:
 
     def default_id(self, suffix: str = "") -> str:
         """``{file stem}-{row}`` (+ suffix) for rows without an id."""
-        return f"{self.stem}-{self.row}{suffix}"
+        return f"{self.stem}-{self.id_row or self.row}{suffix}"
 
 
 _IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
@@ -96,20 +99,35 @@ def resolve_first(ctx: Ctx, candidates: list[str]) -> Path:
     raise Skip("image", f"file not found (tried {', '.join(candidates)})")
 
 
+def open_image(src: Union[Path, bytes]) -> Image.Image:
+    """The one place ``data/`` opens an image: a file (header read, pixels decoded lazily; use it
+    as a context manager) or embedded bytes (decoded in full). Skip on unreadable data, including
+    PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
+    what = "embedded bytes" if isinstance(src, (bytes, bytearray)) else Path(src).name
+    try:
+        if isinstance(src, (bytes, bytearray)):
+            im = Image.open(io.BytesIO(src))
+            im.load()
+            return im
+        return Image.open(src)
+    except Image.DecompressionBombError:
+        raise Skip("image", f"{what} exceeds PIL's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise Skip("image", f"not a readable image: {what} ({type(e).__name__})") from None
+
+
 def image_size(ctx: Ctx, path: Path) -> tuple[int, int]:
     """``(width, height)`` from the file header only (cached per path)."""
     key = str(path)
     if key not in ctx._sizes:
-        try:
-            with Image.open(path) as im:
-                ctx._sizes[key] = im.size
-        except (UnidentifiedImageError, OSError) as e:
-            raise Skip("image", f"not a readable image: {path.name} ({type(e).__name__})") from None
+        with open_image(path) as im:
+            ctx._sizes[key] = im.size
     return ctx._sizes[key]
 
 
 def load_image(ctx: Ctx, value: Any, candidates: Optional[list[str]] = None) -> tuple[Union[str, Image.Image], int, int]:
-    """``(image, width, height)`` from a path, a one-path list, or a ``{"bytes", "path"}`` dict.
+    """``(image, width, height)`` from a path, a one-path list, a ``{"bytes", "path"}`` dict (a
+    ``datasets.Image`` column) or a PIL image.
 
     A path stays a path (the absolute resolved one); embedded bytes become an in-memory PIL image.
     """
@@ -117,13 +135,11 @@ def load_image(ctx: Ctx, value: Any, candidates: Optional[list[str]] = None) -> 
         if len(value) != 1:
             raise Skip("image", f"expected one image, got {len(value)}")
         value = value[0]
+    if isinstance(value, Image.Image):
+        return value, value.width, value.height
     if isinstance(value, dict):
         if value.get("bytes"):
-            try:
-                im = Image.open(io.BytesIO(value["bytes"]))
-                im.load()
-            except (UnidentifiedImageError, OSError) as e:
-                raise Skip("image", f"embedded bytes are not an image ({type(e).__name__})") from None
+            im = open_image(value["bytes"])
             return im, im.width, im.height
         value = value.get("path")
     path = resolve_first(ctx, candidates) if candidates else resolve(ctx, value)

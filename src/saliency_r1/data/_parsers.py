@@ -6,11 +6,14 @@ The format conventions are documented in :mod:`saliency_r1.data.loaders`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..errors import InputError
 from . import _boxes
 from ._context import (Ctx, Skip, answer_text, check_dims, clean, convert, load_image, parse, split_response,
                        strip_image_tags)
+from ._reading import json_rows
 from .schema import Sample
 
 HUMAN = {"human", "user"}
@@ -29,17 +32,23 @@ def _sample(image: Any, question: str, answer: str, boxes: list, width: int, hei
             "reasoning": reasoning, "source": source, "id": sid, "width": int(width), "height": int(height)}
 
 
+def first(row: dict, *keys: str) -> Any:
+    """The value of the first key present and not None (Parquet and Arrow rows carry every
+    column of the table, None where a row has no value)."""
+    return next((row[k] for k in keys if row.get(k) is not None), None)
+
+
 def _turns(row: dict) -> list[tuple[str, str]]:
     """``(role, text)`` per turn, roles lower-cased (``from``/``value`` or ``role``/``content``)."""
-    conv = row.get("conversations", row.get("messages"))
+    conv = first(row, "conversations", "messages")
     if not isinstance(conv, list) or not conv:
         raise Skip("conversations", "missing or not a non-empty list")
     out = []
     for k, turn in enumerate(conv):
         if not isinstance(turn, dict):
             raise Skip("conversations", f"turn {k} is not an object")
-        role = str(turn.get("from", turn.get("role", ""))).lower()
-        text = turn.get("value", turn.get("content"))
+        role = str(first(turn, "from", "role") or "").lower()
+        text = first(turn, "value", "content")
         if not isinstance(text, str):
             raise Skip("conversations", f"turn {k} has no text")
         out.append((role, text))
@@ -86,6 +95,69 @@ def visual_cot(row: dict, ctx: Ctx) -> list[Sample]:
                     _sid(row, ctx, "question_id", "id"))]
 
 
+_V7W = (("cot/visual7w/", "cot/v7w/"), ("cot/v7w/", "cot/visual7w/"))  # both spellings are published
+
+
+def _answer_file(ctx: Ctx) -> Path:
+    """The benchmark JSON holding the answers of the benchmark_det file being read."""
+    stem = ctx.file.stem if ctx.file is not None else "{name}"
+    given = ctx.opts.get("answers")
+    if given is not None:
+        path = Path(str(given)).expanduser()
+        path = path / f"{stem}.json" if path.is_dir() else path
+    elif ctx.file is not None:
+        path = ctx.file.parent.parent / "benchmark" / f"{stem}.json"  # viscot_benchmark/{benchmark,benchmark_det}/
+    else:
+        path = Path(f"viscot_benchmark/benchmark/{stem}.json")
+    if not path.is_file():
+        raise InputError(f"visual_cot_det: {path} not found; benchmark_det rows carry no answer, so give the "
+                         f"matching viscot_benchmark/benchmark/{stem}.json with options: {{answers: <file or folder>}}")
+    return path
+
+
+def _answers(ctx: Ctx) -> tuple[Path, dict[str, str]]:
+    """``question_id -> answer`` (the last gpt turn that is not the box) of the benchmark file."""
+    path = _answer_file(ctx)
+    key = f"answers:{path}"
+    if key not in ctx.cache:
+        table: dict[str, str] = {}
+        for _, row, error in json_rows(path):
+            if error is not None or not isinstance(row, dict) or row.get("question_id") is None:
+                continue
+            try:
+                gpts = [t.strip() for r, t in _turns(row) if r in GPT and not _BOX_TEXT.match(t)]
+            except Skip:
+                continue
+            if gpts:
+                table[str(row["question_id"])] = gpts[-1]
+        ctx.cache[key] = table
+    return path, ctx.cache[key]
+
+
+def visual_cot_det(row: dict, ctx: Ctx) -> list[Sample]:
+    """Visual-CoT benchmark_det rows ``{img_path, expression, bbox, height, width, question_id,
+    split}``; the answer comes from the matching benchmark file (same ``question_id``)."""
+    question = strip_image_tags(row.get("expression"), "expression")
+    rel = row.get("img_path")
+    if not isinstance(rel, str) or not rel.strip():
+        raise Skip("img_path", "missing or not a string path")
+    answer = row.get("answer")
+    if answer is None:
+        if row.get("question_id") is None:
+            raise Skip("question_id", "missing (the answer is looked up by it)")
+        path, table = _answers(ctx)
+        answer = table.get(str(row["question_id"]))
+        if answer is None:
+            raise Skip("answer", f"question_id {row['question_id']} not in {path.name}")
+    answer = answer_text(answer)
+    image, w, h = load_image(ctx, rel, [rel] + [b + rel[len(a):] for a, b in _V7W if rel.startswith(a)])
+    check_dims(ctx, row, w, h)
+    boxes = clean(ctx, parse(row.get("bbox"), "bbox"), w, h, "bbox")
+    name = ctx.file.stem if ctx.file is not None else (rel.split("/")[1] if rel.startswith("cot/") else "")
+    source = f"visual_cot/{name}" if name else "visual_cot"
+    return [_sample(image, question, answer, boxes, w, h, source, _sid(row, ctx, "question_id", "id"))]
+
+
 def visual_cot_meta(row: dict, ctx: Ctx) -> list[Sample]:
     """Visual-CoT metadata rows ``{question, answer, bboxs, image, width, height, dataset}``."""
     question = strip_image_tags(row.get("question"))
@@ -97,7 +169,7 @@ def visual_cot_meta(row: dict, ctx: Ctx) -> list[Sample]:
     candidates = [rel] + ([f"{folder}/{rel}", f"cot/{folder}/{rel}"] if folder else [])
     image, w, h = load_image(ctx, rel, candidates)
     check_dims(ctx, row, w, h)
-    raw = row.get("bboxs", row.get("bbox", row.get("boxes")))
+    raw = first(row, "bboxs", "bbox", "boxes")
     if isinstance(raw, list) and not raw:
         raise Skip("bboxs", "empty list")
     boxes = clean(ctx, parse(raw, "bboxs"), w, h, "bboxs")
@@ -108,15 +180,15 @@ def visual_cot_meta(row: dict, ctx: Ctx) -> list[Sample]:
 
 def saliency_r1_8k(row: dict, ctx: Ctx) -> list[Sample]:
     """saliency-r1-8k rows ``{problem, solution, image, bbox}``; bbox normalised unless told otherwise."""
-    question = strip_image_tags(row.get("problem", row.get("question")), "problem")
-    reasoning, answer = split_response(row.get("solution", row.get("answer")))
+    question = strip_image_tags(first(row, "problem", "question"), "problem")
+    reasoning, answer = split_response(first(row, "solution", "answer"))
     image, w, h = load_image(ctx, row.get("image"))
     check_dims(ctx, row, w, h)
     fmt_name = row.get("box_format") or row.get("bbox_format") or ctx.opts.get("box_format") or "normalised"
     fmt = BOX_FORMATS.get(str(fmt_name).lower())
     if fmt is None:
         raise Skip("box_format", f"unknown {fmt_name!r}; use one of {sorted(set(BOX_FORMATS.values()))}")
-    raw = row.get("bbox", row.get("bboxs", row.get("boxes")))
+    raw = first(row, "bbox", "bboxs", "boxes")
     boxes = clean(ctx, convert(parse(raw, "bbox"), fmt, w, h), w, h, "bbox")
     dataset = row.get("dataset")
     source = f"saliency_r1_8k/{dataset}" if dataset else "saliency_r1_8k"
@@ -139,10 +211,11 @@ def _pairs(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def llava(row: dict, ctx: Ctx) -> list[Sample]:
     """LLaVA conversations, split into single (question, answer) turns; long responses filtered."""
-    if row.get("image") is None:
+    value = first(row, "image", "images")  # LLaVA-CoT / Vision-R1 'image', Mulberry 'images'
+    if value is None or value == []:
         raise Skip("image", "missing (text-only rows are not supported)")
     pairs = _pairs(_turns(row))
-    image, w, h = load_image(ctx, row.get("image"))
+    image, w, h = load_image(ctx, value)
     limit = ctx.opts.get("max_response_words", 200)
     rid = _sid(row, ctx, "id")
     out = []
@@ -197,7 +270,8 @@ def shapes(row: dict, ctx: Ctx) -> list[Sample]:
 
 
 PARSERS: dict[str, Callable[[dict, Ctx], list[Sample]]] = {
-    "visual_cot": visual_cot, "visual_cot_meta": visual_cot_meta, "saliency_r1_8k": saliency_r1_8k,
+    "visual_cot": visual_cot, "visual_cot_det": visual_cot_det, "visual_cot_meta": visual_cot_meta,
+    "saliency_r1_8k": saliency_r1_8k,
     "llava": llava, "shapes": shapes,
 }
 

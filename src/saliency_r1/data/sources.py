@@ -1,6 +1,8 @@
 """Several data sources mixed into one sample list: the ``sources:`` list of the SFT and GRPO configs.
 
-A source names a file, folder, glob or local hub id and its loader format (:data:`~.loaders.FORMATS`).
+A source names a file, folder, glob, ``save_to_disk`` folder or hub id in the local HF cache and
+its loader format (:data:`~.loaders.FORMATS`); ``split``, ``data_files`` and ``columns`` pick and
+rename what is read (see :func:`~.loaders.load` and ``docs/datasets.md``).
 ``weight`` scales how many samples a source contributes: ``n_i = round(weight_i * len_i)``, drawn
 without replacement when ``weight <= 1`` and with whole repeats plus a remainder drawn without
 replacement when ``weight > 1`` (deterministic in ``seed``). Weights are multipliers, not
@@ -27,6 +29,15 @@ class DataSource:
     limit: Optional[int] = field(default=None, metadata={"help": "read at most this many rows"})
     weight: float = field(default=1.0, metadata={"help": "sample multiplier: n = round(weight * rows kept)"})
     options: dict = field(default_factory=dict, metadata={"help": "extra options of saliency_r1.data.load"})
+    split: str = field(default="train", metadata={
+        "help": "split of a folder, save_to_disk DatasetDict or hub dataset (default train)"})
+    data_files: Optional[list] = field(default=None, metadata={
+        "help": "file patterns relative to the folder or hub snapshot, instead of the split's files "
+                "(e.g. [saliency_r1_llava_cot_full.json]); a single string is accepted"})
+    columns: dict = field(default_factory=dict, metadata={
+        "help": "rename columns before parsing, {their_name: our_name}"})
+    revision: Optional[str] = field(default=None, metadata={
+        "help": "hub snapshot of a hub id (branch, tag or commit present in the local cache; default main)"})
 
 
 def _weighted(samples: list, weight: float, rng: random.Random) -> list:
@@ -54,7 +65,8 @@ def load_sources(sources: list[DataSource], seed: int = 0) -> list[dict]:
         opts: dict[str, Any] = dict(src.options)
         if src.limit is not None:
             opts["limit"] = src.limit
-        result = load(src.path, format=src.format, image_root=src.image_root, **opts)
+        result = load(src.path, format=src.format, image_root=src.image_root, split=src.split,
+                      data_files=src.data_files, columns=src.columns or None, revision=src.revision, **opts)
         if not result.samples:
             raise InputError(f"no usable sample in {src.path} ({result.summary()}); check the path and the format")
         out.extend(_weighted(list(result.samples), float(src.weight), rng))
