@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 
 from PIL import Image, UnidentifiedImageError
 
+from .._images import header_size, read_image
 from . import _boxes
 
 
@@ -101,10 +102,9 @@ def image_size(ctx: Ctx, path: Path) -> tuple[int, int]:
     key = str(path)
     if key not in ctx._sizes:
         try:
-            with Image.open(path) as im:
-                ctx._sizes[key] = im.size
+            ctx._sizes[key] = header_size(path)  # bombs, sizes over the cap: ImageFileError (an OSError)
         except (UnidentifiedImageError, OSError) as e:
-            raise Skip("image", f"not a readable image: {path.name} ({type(e).__name__})") from None
+            raise Skip("image", f"not a readable image: {path.name} ({type(e).__name__}: {str(e)[:200]})") from None
     return ctx._sizes[key]
 
 
@@ -120,10 +120,9 @@ def load_image(ctx: Ctx, value: Any, candidates: Optional[list[str]] = None) -> 
     if isinstance(value, dict):
         if value.get("bytes"):
             try:
-                im = Image.open(io.BytesIO(value["bytes"]))
-                im.load()
+                im = read_image(io.BytesIO(value["bytes"]), downscale=False)
             except (UnidentifiedImageError, OSError) as e:
-                raise Skip("image", f"embedded bytes are not an image ({type(e).__name__})") from None
+                raise Skip("image", f"embedded bytes are not an image ({type(e).__name__}: {str(e)[:160]})") from None
             return im, im.width, im.height
         value = value.get("path")
     path = resolve_first(ctx, candidates) if candidates else resolve(ctx, value)

@@ -44,6 +44,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
+from .._images import read_image
 from ..errors import InputError
 from . import _families as fam
 from ._geometry import LABEL_SHAPES, PALETTE, SHAPES, Obj, render
@@ -276,8 +277,7 @@ def export(samples: list[Sample], out_dir: Union[str, Path]) -> Path:
             names.add(name)
             img = s["image"]
             if isinstance(img, (str, Path)):
-                with Image.open(img) as opened:
-                    opened.convert("RGB").save(out / "images" / name)
+                read_image(img).convert("RGB").save(out / "images" / name)
             else:
                 img.save(out / "images" / name)
             row = {k: s.get(k) for k in SAMPLE_KEYS}
