@@ -10,6 +10,7 @@ by the next append's leading newline.
 from __future__ import annotations
 
 import errno as errno_mod
+import functools
 import json
 import math
 import os
@@ -20,10 +21,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .._io import atomic_write_text, output_lock
 from ..errors import InputError, SaliencyR1Error
-from .._io import atomic_write_text
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -231,6 +232,22 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def locked_out(what: str) -> Callable:
+    """Decorate a command's ``run(args)`` to hold :func:`saliency_r1._io.output_lock` on ``args.out``.
+
+    >>> import argparse, tempfile
+    >>> locked_out("demo")(lambda args: 0)(argparse.Namespace(out=tempfile.mkdtemp()))
+    0
+    """
+    def wrap(run: Callable) -> Callable:
+        @functools.wraps(run)
+        def locked_run(args):
+            with output_lock(Path(args.out), what):  # a second run on the folder: one line naming the pid
+                return run(args)
+        return locked_run
+    return wrap
+
+
 class RecordLog:
     """An append-only JSONL log of per-row records, flushed and fsynced line by line.
 
@@ -404,5 +421,5 @@ def summarise_batch(out_dir: str | Path, title: str, header: str, n_rows: int, t
 
 
 __all__ = ["quiet_libraries", "atomic_write_text", "write_json", "WriteError", "write_error_line", "writing",
-           "staged_dir", "safe_name", "one_line", "iter_jsonl",
+           "staged_dir", "locked_out", "safe_name", "one_line", "iter_jsonl",
            "RecordLog", "check_run_options", "mean", "fmt", "markdown_table", "write_summary", "BatchTally", "summarise_batch"]
