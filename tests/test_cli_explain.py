@@ -230,7 +230,8 @@ def test_batch_needs_out_and_rows(tiny_dir, images, tmp_path, capsys):
 
 def test_batch_refuses_other_options_and_foreign_folders(tiny_dir, images, tmp_path, capsys):
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({"id": "src", "image": str(images / "good.png"), "question": "Q?",
+    (tmp_path / "good.png").write_bytes((images / "good.png").read_bytes())  # inside the batch file's folder
+    rows.write_text(json.dumps({"id": "src", "image": "good.png", "question": "Q?",
                                 "response": RESPONSE, "boxes": [[10, 10, 90, 70]]}) + "\n")
     out = tmp_path / "b"
     (out / "src").mkdir(parents=True)

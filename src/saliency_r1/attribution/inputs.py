@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .._images import read_image
 from ..errors import InputError
 
 MAX_ASPECT = 200  # Qwen's smart_resize refuses more
@@ -25,13 +26,7 @@ def open_image(image, min_side: int = 28) -> Image.Image:
         p = Path(image)
         if not p.is_file():
             raise InputError(f"image file {p} does not exist; check the path")
-        try:
-            with Image.open(p) as im:
-                im.load()
-                image = im.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise InputError(f"{p} is not a readable image ({type(e).__name__}: {str(e)[:80]}); "
-                             "pass a PNG/JPEG/WebP file") from None
+        image = read_image(p)  # header checks, pixel cap, finite pixels (saliency_r1._images)
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
     elif not isinstance(image, Image.Image):

@@ -133,9 +133,9 @@ class SaliencyResult:
             kwargs[name] = [tensors[f"{name}.{i}"] for i in range(n)] if present[name] else None
         images = sorted(src.glob("image_*.png"), key=lambda p: int(p.stem.split("_")[1]))
         if images:
-            from PIL import Image
+            from .._images import read_image
 
-            kwargs["images"] = [Image.open(p).convert("RGB") for p in images]
+            kwargs["images"] = [read_image(p).convert("RGB") for p in images]
         return cls(**kwargs)
 
 

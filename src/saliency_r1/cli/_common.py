@@ -9,18 +9,22 @@ by the next append's leading newline.
 
 from __future__ import annotations
 
+import errno as errno_mod
+import functools
 import json
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import InputError
-from .._io import atomic_write_text
+from .._io import atomic_write_text, output_lock
+from ..errors import InputError, SaliencyR1Error
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -94,6 +98,154 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]
                 yield number, None, f"a JSON {type(row).__name__}, not an object; write one {{...}} per line"
                 continue
             yield number, row, None
+
+
+class WriteError(SaliencyR1Error, OSError):
+    """A file could not be written (full disk, read-only file system, permissions, a file in the way)."""
+
+
+_WRITE_FIX = {errno_mod.ENOSPC: "free disk space or choose another --out",
+              errno_mod.EDQUOT: "free space within your disk quota or choose another --out",
+              errno_mod.EROFS: "the file system is read-only; choose another --out",
+              errno_mod.EACCES: "check the folder's permissions or choose another --out",
+              errno_mod.EPERM: "check the folder's permissions or choose another --out",
+              errno_mod.EEXIST: "something is in the way; move it or choose another --out",
+              errno_mod.ENOTDIR: "a file is in the way of a folder; move it or choose another --out",
+              errno_mod.EISDIR: "a folder is in the way of a file; move it or choose another --out",
+              errno_mod.ENAMETOOLONG: "choose a shorter --out path"}
+
+
+def error_errno(exc: BaseException) -> int | None:
+    """The errno of an OSError, or the one a torch ``RuntimeError`` / ``SafetensorError`` message names.
+
+    >>> error_errno(OSError(28, "No space left on device"))
+    28
+    >>> error_errno(RuntimeError('IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'))
+    28
+    """
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    text = str(exc)
+    m = re.search(r"(?:code|errno)[:= ]+(\d+)", text, re.IGNORECASE)
+    if m:
+        return int(m.group(1))
+    for code, name in ((errno_mod.ENOSPC, "No space left"), (errno_mod.EDQUOT, "quota exceeded"),
+                       (errno_mod.EROFS, "Read-only file system")):
+        if name.lower() in text.lower():
+            return code
+    return None
+
+
+def write_error_line(path: str | Path, exc: BaseException) -> str:
+    """One line naming the file, the errno's meaning and the fix.
+
+    >>> write_error_line("out/report.html", OSError(30, "Read-only file system"))
+    'could not write out/report.html: Read-only file system (EROFS); the file system is read-only; choose another --out'
+    """
+    code = error_errno(exc)
+    if code is None:
+        why = f"{type(exc).__name__}: {one_line(exc, 160)}"
+        return f"could not write {path}: {why}; check the disk and choose another --out"
+    name = errno_mod.errorcode.get(code, str(code))
+    fix = _WRITE_FIX.get(code, "check the disk and choose another --out")
+    return f"could not write {path}: {os.strerror(code)} ({name}); {fix}"
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """OSError, torch's ``RuntimeError`` from a failed ``torch.save``, ``safetensors``' ``SafetensorError``."""
+    if isinstance(exc, SaliencyR1Error):
+        return False
+    return isinstance(exc, (OSError, RuntimeError)) or "Safetensor" in type(exc).__name__
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (of any of the types above) into one :class:`WriteError` line."""
+    try:
+        yield
+    except Exception as e:
+        if not _is_write_failure(e):
+            raise
+        raise WriteError(write_error_line(path, e)) from e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _clear_leftovers(final: Path) -> None:
+    """Folders a killed swap left next to ``final``: an ``.old-`` one comes back if ``final`` is gone
+    (the kill fell between the two renames); the rest of dead processes' are removed."""
+    for p in sorted(final.parent.glob(f".{final.name}.*-*")):
+        kind, _, pid = p.name[len(final.name) + 2:].rpartition("-")
+        if kind not in ("new", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if kind == "old" and not final.exists():
+            os.replace(p, final)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh sibling folder to write into; on success swap it in for ``final``.
+
+    The swap renames the old ``final`` aside, renames the new folder in, then removes the old one,
+    so ``final`` is at every moment either the old complete output or the new complete one. On any
+    exception the new folder is removed and ``final`` is untouched; write failures become one
+    :class:`WriteError` line.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()) / "out"
+    >>> with staged_dir(d) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("new")
+    >>> sorted(p.name for p in d.parent.iterdir()), (d / "a.txt").read_text()
+    (['out'], 'new')
+    """
+    final = Path(final)
+    with writing(final.parent):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _clear_leftovers(final)
+        stage = final.parent / f".{final.name}.new-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+    try:
+        yield stage
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        with writing(final):
+            if final.exists():
+                os.replace(final, old)
+            try:
+                os.replace(stage, final)
+            except BaseException:
+                if old.exists():
+                    os.replace(old, final)
+                raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def locked_out(what: str) -> Callable:
+    """Decorate a command's ``run(args)`` to hold :func:`saliency_r1._io.output_lock` on ``args.out``.
+
+    >>> import argparse, tempfile
+    >>> locked_out("demo")(lambda args: 0)(argparse.Namespace(out=tempfile.mkdtemp()))
+    0
+    """
+    def wrap(run: Callable) -> Callable:
+        @functools.wraps(run)
+        def locked_run(args):
+            with output_lock(Path(args.out), what):  # a second run on the folder: one line naming the pid
+                return run(args)
+        return locked_run
+    return wrap
 
 
 class RecordLog:
@@ -268,5 +420,6 @@ def summarise_batch(out_dir: str | Path, title: str, header: str, n_rows: int, t
     return summary
 
 
-__all__ = ["quiet_libraries", "atomic_write_text", "write_json", "safe_name", "one_line", "iter_jsonl",
+__all__ = ["quiet_libraries", "atomic_write_text", "write_json", "WriteError", "write_error_line", "writing",
+           "staged_dir", "locked_out", "safe_name", "one_line", "iter_jsonl",
            "RecordLog", "check_run_options", "mean", "fmt", "markdown_table", "write_summary", "BatchTally", "summarise_batch"]

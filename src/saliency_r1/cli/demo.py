@@ -18,6 +18,7 @@ from .._io import atomic_write_text
 from ..attribution.maps import VARIANTS
 from . import demo_pipeline as dp
 from . import demo_report as rep
+from ._common import locked_out
 
 
 def add_parser(sub) -> None:
@@ -107,6 +108,7 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+@locked_out("demo")  # one run per output folder
 def run(args: argparse.Namespace) -> int:
     preset = dp.load_preset(args.preset, _parse_sets(args.set))
     seeds = (args.seed,) if args.seed is not None else preset.seeds

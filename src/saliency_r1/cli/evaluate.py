@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from .._io import atomic_write_text
+from ._common import locked_out
 
 
 def _common(p: argparse.ArgumentParser, default_methods: str) -> None:
@@ -72,6 +74,7 @@ def _samples(args) -> list[dict]:
     return loaded.samples
 
 
+@locked_out("eval")
 def run(args: argparse.Namespace) -> int:
     """Evaluate, append the records, and write ``results.json`` / ``results.md`` from all records."""
     from .. import load_model
@@ -109,6 +112,6 @@ def run(args: argparse.Namespace) -> int:
         table = tables.pointing_table(records, methods)
         md = tables.pointing_markdown(table, f"Pointing ({args.model})")
     write_json(out / "results.json", {"settings": settings, **table})
-    (out / "results.md").write_text(md + f"\nSettings: `{json.dumps(settings)}`\n", encoding="utf-8")
+    atomic_write_text(out / "results.md", md + f"\nSettings: `{json.dumps(settings)}`\n")
     print(md)
     return 0

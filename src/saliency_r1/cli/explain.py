@@ -15,7 +15,11 @@ Each example directory holds ``report.html``, ``holistic.png``, ``tokens.png``, 
 ``saliency/`` (the :class:`~saliency_r1.attribution.result.SaliencyResult`, reload it with
 ``SaliencyResult.load``). In ``result.json``, ``think_span`` / ``answer_span`` index ``tokens``
 (add ``response_start`` for positions in the traced sequence) and ``boxes_xyxy`` are pixels of the
-original image. A batch writes ``DIR/<id>/`` per row, one line per row in ``DIR/records.jsonl``
+explained image (``image_sizes``; the file's own pixels, ``image_file_size``, unless the file was over the
+pixel cap of :mod:`saliency_r1._images` and downscaled on opening). Single mode writes into a fresh
+sibling of ``--out`` and swaps it in at the end, so a failure leaves the previous complete output as
+it was; a batch holds a lock on ``--out`` (a second run on it gets one line naming the holder's pid)
+and refuses image/mask paths outside the batch file's folder unless ``--allow-outside-paths``. A batch writes ``DIR/<id>/`` per row, one line per row in ``DIR/records.jsonl``
 (status ``ok`` or ``skipped`` with its reason), ``DIR/run.json`` (the options; a resumed run must
 pass the same ones) and ``DIR/summary.{md,json}``; re-running the same command skips the rows with
 an ``ok`` record and redoes everything else (skipped rows are retried). Exit status: 0 all done,
@@ -25,39 +29,23 @@ an ``ok`` record and redoes everything else (skipped rows are retried). Exit sta
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .._images import original_size
+from .._io import output_lock
 from ..errors import InputError, SaliencyR1Error, UnsupportedModelError
-from ..scoring import BOX_FORMATS, MAP_KINDS, as_mask, parse_box_string, polygons_to_mask, score_result, to_xyxy
-from ._common import (BatchTally, RecordLog, check_run_options, iter_jsonl, one_line, quiet_libraries, safe_name, summarise_batch,
-                      write_json)
+from ..scoring import BOX_FORMATS, MAP_KINDS, score_result
+from ._common import (BatchTally, RecordLog, check_run_options, iter_jsonl, one_line, quiet_libraries, safe_name,
+                      staged_dir, summarise_batch, write_json, writing)
+from .explain_inputs import Example, load_image, row_example, row_id, single_example  # noqa: F401  (re-exported)
 
 FILES = ("report.html", "holistic.png", "tokens.png", "result.json", "saliency")
 _PARTIAL = ".partial-"
 _RESERVED = {"records.jsonl", "summary.md", "summary.json", "run.json"}
-
-
-@dataclass
-class Example:
-    """One validated example, ready to explain (boxes already pixel xyxy of the original image)."""
-
-    id: str
-    image: Any
-    image_path: str
-    question: str
-    response: str | None
-    boxes: list[list[float]]
-    mask: np.ndarray | None
-    reference: str | None = None
-    row: int | None = None
 
 
 def add_parser(sub) -> None:
@@ -79,6 +67,8 @@ def add_parser(sub) -> None:
                    help="convention of --box and of batch rows without box_format (default xyxy, pixels)")
     p.add_argument("--batch", default=None, metavar="ROWS.jsonl",
                    help="JSONL of examples: image, question, [response], [boxes], [box_format], [id]")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let batch rows name image/mask files outside the batch file's folder (refused by default)")
     p.add_argument("--out", default=None, help="output directory (single default: runs/explain; batch: required)")
     p.add_argument("--which", default="holistic", choices=MAP_KINDS, help="map to score (default holistic)")
     gen = p.add_argument_group("generation (when no response is given)")
@@ -127,117 +117,6 @@ def generate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.top_p is not None:
         kw["top_p"] = args.top_p
     return kw
-
-
-# ---------------------------------------------------------------- inputs
-
-
-def load_image(path: str | Path):
-    """Open and check an image file (converted to 8-bit RGB), or a one-line InputError."""
-    from ..attribution.inputs import open_image
-
-    return open_image(Path(path), min_side=1)  # the model re-checks its own minimum side
-
-
-def check_text(value: Any, name: str, allow_none: bool = False) -> str | None:
-    """A non-empty string (HTML in it is just text), or an InputError naming ``name``."""
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        shown = "empty" if isinstance(value, str) or value is None else f"a {type(value).__name__}"
-        raise InputError(f"the {name} is {shown}; pass a non-empty text {name}")
-    return value
-
-
-def convert_boxes(boxes: Any, box_format: str, size: tuple[int, int], where: str) -> list[list[float]]:
-    """Boxes (strings, one box, or a list) in ``box_format`` -> pixel xyxy, validated and clipped."""
-    if boxes is None or (isinstance(boxes, (list, tuple)) and len(boxes) == 0):
-        return []
-    if box_format not in BOX_FORMATS:
-        raise InputError(f"{where}: unknown box_format {box_format!r}; use one of {', '.join(BOX_FORMATS)}")
-    try:
-        rows = parse_box_string(boxes) if isinstance(boxes, str) else boxes
-        return to_xyxy(rows, box_format, size).tolist()
-    except InputError as e:
-        msg = str(e).replace("image_size=(width, height)", "that the box is in this image's pixels")
-        raise InputError(f"{where}: {msg}") from None
-
-
-def load_mask(spec: Any, size: tuple[int, int], base: Path) -> np.ndarray:
-    """One mask: polygons (JSON text, a list, or a .json file) or a mask image (non-zero = evidence)."""
-    where = f"mask {one_line(spec, 60)!r}"
-    try:
-        if isinstance(spec, str) and spec.lstrip().startswith("["):
-            return polygons_to_mask(json.loads(spec), size)
-        if isinstance(spec, (list, tuple)):
-            return polygons_to_mask(spec, size)
-        if not isinstance(spec, str):
-            raise InputError("give a mask image path, a .json path or JSON polygons [[x, y], ...]")
-        path = Path(spec) if Path(spec).is_absolute() else base / spec
-        if not path.is_file():
-            raise InputError(f"{path} does not exist; check the path")
-        if path.suffix.lower() == ".json":
-            return polygons_to_mask(json.loads(path.read_text(encoding="utf-8")), size)
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L")) > 0
-        except (UnidentifiedImageError, OSError) as e:
-            raise InputError(f"not a readable mask image ({type(e).__name__}); pass a PNG mask") from None
-        return as_mask(arr, size)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{where} is not valid JSON ({e.msg}); write polygons as [[x, y], ...]") from None
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
-
-
-def _masks(specs: list | None, size: tuple[int, int], base: Path) -> np.ndarray | None:
-    """The union of several masks, or None."""
-    if not specs:
-        return None
-    out = np.zeros((size[1], size[0]), dtype=np.float64)
-    for spec in specs:
-        out = np.maximum(out, load_mask(spec, size, base))
-    return out
-
-
-def single_example(args: argparse.Namespace) -> Example:
-    """The command line's example, fully validated before any model is loaded."""
-    question = check_text(args.question, "question")
-    response = check_text(args.response, "response", allow_none=True)
-    image = load_image(args.image)
-    boxes: list[list[float]] = []
-    for box in args.box or []:
-        boxes += convert_boxes(box, args.box_format, image.size, f"--box {box!r}")
-    mask = _masks(args.mask, image.size, Path.cwd())
-    return Example(id=Path(args.image).stem, image=image, image_path=str(args.image), question=question,
-                   response=response, boxes=boxes, mask=mask)
-
-
-def row_example(row: dict, number: int, base: Path, args: argparse.Namespace) -> Example:
-    """One JSONL row (own schema or ShapesWorld ``export``'s) -> Example; image relative to ``base``."""
-    rel = row.get("image")
-    if not isinstance(rel, str) or not rel.strip():
-        raise InputError("no image path (key 'image'); give the image file, relative to the JSONL's folder")
-    path = Path(rel) if Path(rel).is_absolute() else base / rel
-    question = check_text(row.get("question"), "question")
-    response = check_text(row.get("response"), "response", allow_none=True)
-    image = load_image(path)
-    fmt_ = row.get("box_format") or args.box_format
-    boxes = convert_boxes(row.get("boxes"), fmt_, image.size, "boxes")
-    specs = row.get("mask", row.get("masks"))
-    specs = None if specs is None else ([specs] if isinstance(specs, str) else [specs])
-    answer = row.get("answer")
-    return Example(id=row_id(row, number), image=image, image_path=str(path), question=question,
-                   response=response, boxes=boxes, mask=_masks(specs, image.size, base),
-                   reference=answer if isinstance(answer, str) else None, row=number)
-
-
-def row_id(row: dict | None, number: int) -> str:
-    """The row's ``id`` as a string, or ``row-<line number>``."""
-    rid = row.get("id") if isinstance(row, dict) else None
-    return str(rid) if isinstance(rid, (str, int)) and str(rid).strip() else f"row-{number}"
 
 
 # ---------------------------------------------------------------- model and one example
@@ -310,15 +189,20 @@ def explain_example(model, ex: Example, out_dir: Path, args: argparse.Namespace,
     scores, by_map, note = score_all(result, ex, args.which)
     t1 = time.perf_counter()
     boxes = ex.boxes or None
-    result.save(out_dir / "saliency")
-    report_html(result, out_dir / "report.html", boxes=boxes, scores=_report_scores(scores, by_map, args.which),
-                title=one_line(ex.question, 100))
-    holistic_png(result, out_dir / "holistic.png", boxes=boxes)
-    token_grid_png(result, out_dir / "tokens.png")
+    with writing(out_dir / "saliency"):  # a failed write of any type: one line naming the file
+        result.save(out_dir / "saliency")
+    with writing(out_dir / "report.html"):
+        report_html(result, out_dir / "report.html", boxes=boxes,
+                    scores=_report_scores(scores, by_map, args.which), title=one_line(ex.question, 100))
+    with writing(out_dir / "holistic.png"):
+        holistic_png(result, out_dir / "holistic.png", boxes=boxes)
+    with writing(out_dir / "tokens.png"):
+        token_grid_png(result, out_dir / "tokens.png")
     timings = {**(timings or {}), **result.meta.get("timings", {})}
     timings.update(explain_total_s=t1 - t0, write_s=time.perf_counter() - t1)
     data = _result_json(result, ex, scores, by_map, note, timings, kwargs, args.which)
-    write_json(out_dir / "result.json", data)  # last: its presence marks a complete directory
+    with writing(out_dir / "result.json"):
+        write_json(out_dir / "result.json", data)  # last: its presence marks a complete directory
     return data
 
 
@@ -328,7 +212,8 @@ def _result_json(result, ex: Example, scores, by_map, note, timings, kwargs, whi
     rel = (lambda s: [s[0] - rs, s[1] - rs] if s is not None else None)
     return {
         "id": ex.id, "model": result.meta.get("model"), "image": ex.image_path,
-        "image_sizes": [list(s) for s in result.image_sizes], "question": ex.question,
+        "image_sizes": [list(s) for s in result.image_sizes], "image_file_size": list(original_size(ex.image)),
+        "question": ex.question,
         "response_given": ex.response is not None, "response_text": result.response_text,
         "reference_answer": ex.reference, "tokens": list(result.tokens), "response_start": rs,
         "think_span": rel(result.think_span), "answer_span": rel(result.answer_span),
@@ -345,11 +230,12 @@ def run_single(args: argparse.Namespace) -> int:
     """Explain one example into ``--out`` and print a short summary."""
     ex = single_example(args)
     t0 = time.perf_counter()
+    out = Path(args.out or "runs/explain")
+    _check_ours(out)  # before the model loads
     model = load(args)
     load_s = time.perf_counter() - t0
-    out = Path(args.out or "runs/explain")
-    out.mkdir(parents=True, exist_ok=True)
-    data = explain_example(model, ex, out, args, timings={"load_s": load_s})
+    with staged_dir(out) as fresh:  # a failure leaves the old complete output as it was
+        data = explain_example(model, ex, fresh, args, timings={"load_s": load_s})
     _print_single(data, out)
     return 0
 
@@ -372,14 +258,19 @@ def _print_single(data: dict, out: Path) -> None:
 
 def run_batch(args: argparse.Namespace) -> int:
     """Explain every row of ``--batch`` into ``--out``, resuming from ``records.jsonl``."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     rows_path, out = Path(args.batch), Path(args.out)
     rows = list(iter_jsonl(rows_path))
     if not rows:
         raise InputError(f"batch file {rows_path} has no rows; write one JSON object per line")
-    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "explain batch"):  # one run per folder: a second one gets the holder's pid
+        return _run_batch_locked(args, t0, rows_path, out, rows)
+
+
+def _run_batch_locked(args: argparse.Namespace, t0: float, rows_path: Path, out: Path, rows: list) -> int:
+    """:func:`run_batch` once the output folder's lock is held."""
+    from tqdm import tqdm
+
     check_run_options(out / "run.json", _run_options(args))
     log = RecordLog(out / "records.jsonl")
     ok = {str(r["id"]): r for r in log.read()  # an ok record wins over a later duplicate-row record
@@ -412,7 +303,8 @@ def run_batch(args: argparse.Namespace) -> int:
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options that change a row's result: a resumed batch must keep them."""
     return {"model": str(Path(args.model).resolve()), "dtype": args.dtype, "which": args.which,
-            "box_format": args.box_format, "seed": args.seed, **generate_kwargs(args)}
+            "box_format": args.box_format, "seed": args.seed, **generate_kwargs(args),
+            **({"allow_outside_paths": True} if args.allow_outside_paths else {})}
 
 
 def _batch_row(model, number: int, row: dict | None, problem: str | None, rid: str, seen: dict,
@@ -450,15 +342,21 @@ def dir_name(rid: str) -> str:
     return f"_{name}" if name in _RESERVED else name
 
 
-def _remove_ours(path: Path) -> None:
-    """Delete an example folder left incomplete, refusing to touch anything this command did not write."""
+def _check_ours(path: Path) -> None:
+    """Refuse ``path`` unless it is absent or an explain output folder (nothing in it we did not write)."""
     if not path.exists() and not path.is_symlink():
         return
     ours = set(FILES)
     if path.is_symlink() or not path.is_dir() or any(c.name not in ours and not c.name.startswith(".")
                                                      for c in path.iterdir()):
         raise InputError(f"{path} exists and is not an explain output folder; move it away or choose another --out")
-    shutil.rmtree(path)
+
+
+def _remove_ours(path: Path) -> None:
+    """Delete an example folder left incomplete, refusing to touch anything this command did not write."""
+    _check_ours(path)
+    if path.exists():
+        shutil.rmtree(path)
 
 
 def _write_row(model, ex: Example, out: Path, args: argparse.Namespace) -> dict[str, Any]:

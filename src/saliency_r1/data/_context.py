@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 
 from PIL import Image, UnidentifiedImageError
 
+from .._images import header_size, read_image
 from . import _boxes
 
 
@@ -99,29 +100,14 @@ def resolve_first(ctx: Ctx, candidates: list[str]) -> Path:
     raise Skip("image", f"file not found (tried {', '.join(candidates)})")
 
 
-def open_image(src: Union[Path, bytes]) -> Image.Image:
-    """The one place ``data/`` opens an image: a file (header read, pixels decoded lazily; use it
-    as a context manager) or embedded bytes (decoded in full). Skip on unreadable data, including
-    PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
-    what = "embedded bytes" if isinstance(src, (bytes, bytearray)) else Path(src).name
-    try:
-        if isinstance(src, (bytes, bytearray)):
-            im = Image.open(io.BytesIO(src))
-            im.load()
-            return im
-        return Image.open(src)
-    except Image.DecompressionBombError:
-        raise Skip("image", f"{what} exceeds PIL's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} pixels)") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise Skip("image", f"not a readable image: {what} ({type(e).__name__})") from None
-
-
 def image_size(ctx: Ctx, path: Path) -> tuple[int, int]:
     """``(width, height)`` from the file header only (cached per path)."""
     key = str(path)
     if key not in ctx._sizes:
-        with open_image(path) as im:
-            ctx._sizes[key] = im.size
+        try:
+            ctx._sizes[key] = header_size(path)  # bombs, sizes over the cap: ImageFileError (an OSError)
+        except (UnidentifiedImageError, OSError) as e:
+            raise Skip("image", f"not a readable image: {path.name} ({type(e).__name__}: {str(e)[:200]})") from None
     return ctx._sizes[key]
 
 
@@ -139,7 +125,10 @@ def load_image(ctx: Ctx, value: Any, candidates: Optional[list[str]] = None) -> 
         return value, value.width, value.height
     if isinstance(value, dict):
         if value.get("bytes"):
-            im = open_image(value["bytes"])
+            try:
+                im = read_image(io.BytesIO(value["bytes"]), downscale=False)
+            except (UnidentifiedImageError, OSError) as e:
+                raise Skip("image", f"embedded bytes are not an image ({type(e).__name__}: {str(e)[:160]})") from None
             return im, im.width, im.height
         value = value.get("path")
     path = resolve_first(ctx, candidates) if candidates else resolve(ctx, value)

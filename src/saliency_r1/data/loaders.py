@@ -27,7 +27,7 @@ Rules for every format:
   hub snapshot, the glob's fixed prefix) and may not climb out of it (``..``, absolute paths
   elsewhere); a missing or unreadable file skips the row. Only the header is read (for the size);
   samples keep the absolute path as ``image``. Embedded images (a ``datasets.Image`` column:
-  ``{"bytes", "path"}``) are decoded into memory. Every image is opened by ``_context.open_image``.
+  ``{"bytes", "path"}``) are decoded into memory. Every image is opened by ``saliency_r1._images``.
 - boxes end as pixel ``[x1, y1, x2, y2]`` of the original image: partly outside the image is clipped
   (counted in ``LoadResult.clipped``); entirely outside, inverted, zero-area or non-numeric skips the
   row. An empty answer skips the row. Rows with ``width``/``height`` that disagree with the image

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
+from .._images import read_image
 from ..errors import InputError
 
 REGIONS = ("foreground", "background")
@@ -58,7 +59,7 @@ def counterfactual_accuracy(answer: Callable[[Image.Image, str], str], samples: 
     for s in samples:
         if not s.get("boxes"):
             continue
-        image = s["image"] if isinstance(s["image"], Image.Image) else Image.open(s["image"]).convert("RGB")
+        image = s["image"] if isinstance(s["image"], Image.Image) else read_image(s["image"]).convert("RGB")
         hits["clean"].append(float(correct(answer(image, s["question"]), s["answer"])))
         seed = zlib.crc32(str(s.get("id", "")).encode())
         for region in REGIONS:

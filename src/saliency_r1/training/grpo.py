@@ -32,6 +32,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
+from ..rewards.judge import check_judges
 from ._checkpoints import archive_checkpoints, last_complete_checkpoint, set_aside_incomplete
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
@@ -228,6 +229,7 @@ def train_grpo(config: GRPORunConfig, callbacks: list | None = None, rollout_fun
         logger.warning("stopped at step %d; run the same command again to resume", trainer.state.global_step)
         return out
     export(trainer, config, prepare_model_dir(config))
+    check_judges(trainer.reward_funcs)  # judge counts logged; every call failed: one line, exit 2 (after export)
     return out
 
 
