@@ -175,7 +175,11 @@ def test_grpo_smoke_run(tmp_path, tiny_dir):
                                    "rewards.judge": {"url": server.url, "model": "m", "max_retries": 0,
                                                      "timeout_s": 2}}))
         watch = _ParamWatch()
-        out = train_grpo(cfg, callbacks=[watch], rollout_func=FormatForcingRollout(0.75, seed=1))
+        from saliency_r1.rewards.judge import JudgeFailedError
+
+        with pytest.raises(JudgeFailedError, match="every one of the"):  # every judge call failed: exit 2, after export
+            train_grpo(cfg, callbacks=[watch], rollout_func=FormatForcingRollout(0.75, seed=1))
+        out = Path(cfg.output_dir)
     finally:
         server.httpd.shutdown()
     assert watch.changed and all("lora" in n for n in watch.changed)
