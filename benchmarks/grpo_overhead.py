@@ -68,7 +68,7 @@ def _config(work: Path, tiny: Path, with_saliency: bool, args):
         **{"model.path": str(tiny), "rewards.saliency": 1.0 if with_saliency else 0.0,
            "grpo.num_generations": 8, "grpo.per_device_train_batch_size": 8,
            "grpo.max_completion_length": args.completion_length, "grpo.logging_steps": 1,
-           "grpo.save_steps": 10_000, "grpo.seed": 0, "data.n": 64, "data.seed": 0,
+           "grpo.save_steps": 10_000, "grpo.seed": 0, "data.n": 64, "data.seed": 0, "model.dtype": args.dtype,
            # every completion exactly max_completion_length tokens in both configurations: same work
            "grpo.extra": {"generation_kwargs": {"min_new_tokens": args.completion_length}}})
 
@@ -112,7 +112,7 @@ def _run(work: Path, tiny: Path, with_saliency: bool, args) -> dict:
             "completion_length": [h["completions/mean_length"] for h in logs]}
 
 
-def floor(tiny: Path, length: int, reps: int = 4) -> dict:
+def floor(tiny: Path, length: int, reps: int = 4, device: str = "cpu", dtype: str = "float32") -> dict:
     """CPU seconds, on one batch of 8 completions of ``length`` tokens (one prompt, one image), of a plain
     no-grad forward over prompt + completions, of the traced forward alone, and of the whole reward."""
     import torch
@@ -125,7 +125,7 @@ def floor(tiny: Path, length: int, reps: int = 4) -> dict:
     from saliency_r1.rewards._batch import batch_inputs, encode_once
     from saliency_r1.rewards.saliency import end_ids, find_spans
 
-    model, proc = load_hf(tiny, device="cpu")
+    model, proc = load_hf(tiny, device=device, dtype=dtype)
     tok, s = proc.tokenizer, generate(ShapesWorldConfig(), 1, seed=0)[0]
     g = torch.Generator().manual_seed(0)
     m = 2 * length // 3
@@ -139,7 +139,7 @@ def floor(tiny: Path, length: int, reps: int = 4) -> dict:
                           boxes=[s["boxes"]] * 8)
     p = reward._prompt_inputs(prompt, [s["image"]], {})
     spans = [find_spans(tok, i, end_ids(model, tok)) for i in ids]
-    inputs, starts, abs_spans = batch_inputs([p] * 8, ids, spans, tok.pad_token_id, encode_once(model, [p] * 8, "cpu"))
+    inputs, starts, abs_spans = batch_inputs([p] * 8, ids, spans, tok.pad_token_id, encode_once(model, [p] * 8, device))
     spec = get_spec(model)
     out = {}
     with torch.no_grad():
@@ -168,7 +168,16 @@ def measure(args) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="grpo_overhead_"))
     w = args.width
     cfg = TinyConfig(hidden_size=w, num_heads=w // 32, num_kv_heads=max(1, w // 64), intermediate_size=2 * w)
-    tiny = tiny_checkpoint(work / f"tiny_w{w}", config=cfg)
+    if args.shape != "tiny":  # a preset's widths, the tiny tokenizer (its small vocabulary)
+        from saliency_r1.models.presets import PRESETS
+
+        p = PRESETS[args.shape]
+        w = p["hidden_size"]
+        cfg = TinyConfig(hidden_size=w, num_heads=p["num_attention_heads"], num_kv_heads=p["num_key_value_heads"],
+                         intermediate_size=p["intermediate_size"], num_layers=args.layers or p["num_hidden_layers"],
+                         vision_hidden=p["vision"]["hidden_size"],
+                         vision_depth=args.vision_layers or p["vision"]["depth"])
+    tiny = tiny_checkpoint(work / f"{args.shape}_w{w}_L{cfg.num_layers}", config=cfg)
     runs: dict[str, list[dict]] = {"with": [], "without": []}
     for r in range(args.rounds):
         for key in ("with", "without") if r % 2 == 0 else ("without", "with"):
@@ -178,7 +187,7 @@ def measure(args) -> dict:
                   f"{statistics.median(last['step_wall']):.3f} s wall", file=sys.stderr)
     med = {f"{k}_{m}": statistics.median(_pool(v, f"step_{m}")) for k, v in runs.items() for m in ("cpu", "wall")}
     reward = {m: statistics.mean(_pool(runs["with"], f"reward_{m}")) for m in ("cpu", "wall")}
-    one_batch = floor(tiny, args.completion_length)
+    one_batch = floor(tiny, args.completion_length, device=args.device, dtype=args.dtype)
     return {"one_batch_cpu_s": one_batch,
             "plain_forward_share": one_batch["plain_forward"] / med["without_cpu"],
             "median_step_s": med, "ratio_cpu": med["with_cpu"] / med["without_cpu"],
@@ -191,6 +200,7 @@ def measure(args) -> dict:
             "mean_alignment": statistics.mean(_pool(runs["with"], "alignment")),
             "settings": {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
                          "completion_length": args.completion_length, "threads": args.threads, "width": w,
+                         "shape": args.shape, "layers": cfg.num_layers, "dtype": args.dtype, "device": args.device,
                          "generations": 8, "completions_per_step": 8}}
 
 
@@ -202,6 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--completion-length", type=int, default=64, help="max_completion_length")
     p.add_argument("--width", type=int, default=128, help="decoder width (128: the tiny model; head size 32)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is robust to machine load)")
+    p.add_argument("--shape", choices=("tiny", "3b", "7b"), default="tiny",
+                   help="tiny: --width; 3b/7b: that model's widths (models.presets) with the tiny tokenizer")
+    p.add_argument("--layers", type=int, default=None, help="decoder layers of the 3b/7b shape (default: all)")
+    p.add_argument("--vision-layers", type=int, default=None, help="vision blocks of the 3b/7b shape (default: all)")
+    p.add_argument("--dtype", default="float32", help="model.dtype of the runs (bfloat16 on a GPU)")
+    p.add_argument("--device", default="cpu", help="device of the one-batch floor (training picks accelerate's)")
     p.add_argument("--workdir", default=None, help="where the tiny model and runs go (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)

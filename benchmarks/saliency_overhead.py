@@ -67,10 +67,11 @@ def measure(fns: dict, device: torch.device, repeats: int) -> dict:
 
 
 def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[int, int], n_response: int,
-        device: str, dtype: str, repeats: int, modes: list[str]) -> dict:
+        device: str, dtype: str, repeats: int, modes: list[str], attn_implementation: str = "sdpa") -> dict:
     dev, dt = torch.device(device), getattr(torch, dtype)
     torch.manual_seed(0)
-    model = random_vlm(preset, n_layers=layers, vision_depth=vision_depth, dtype=dt, device=dev)
+    model = random_vlm(preset, n_layers=layers, vision_depth=vision_depth, dtype=dt, device=dev,
+                       attn_implementation=attn_implementation)
     spec = get_spec(model)
     inputs, rs, think, answer = synthetic_inputs(model, grid, n_prompt=48, n_response=n_response)
     plan = build_plan(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), [rs], [Spans(think, answer)],
@@ -90,12 +91,13 @@ def run(preset: str, layers: int | None, vision_depth: int | None, grid: tuple[i
         try:
             naive_trace(model, spec, inputs, plan)
         finally:
-            model.set_attn_implementation("sdpa")
+            model.set_attn_implementation(attn_implementation)
 
     fns = {"plain": plain, "tracer": tracer, "naive": naive}
     res = measure({m: fns[m] for m in modes}, dev, repeats)
     T = inputs["input_ids"].shape[1]
     out = {"preset": preset, "layers": spec.n_layers(model), "device": str(dev), "dtype": dtype,
+           "attn_implementation": attn_implementation,
            "tokens": T, "visual": grid[0] * grid[1], "response": n_response, "results": res}
     p = res["plain"]
     for m in modes:
@@ -136,6 +138,7 @@ def main(argv=None) -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--modes", default="plain,tracer,naive")
+    ap.add_argument("--attn", default="sdpa", help="attention implementation: sdpa, eager or flash_attention_2")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -144,7 +147,7 @@ def main(argv=None) -> None:
         cpu_defaults = {"tiny": ((6, 6), 64, None, None), "3b": ((16, 16), 128, 4, 2), "7b": ((32, 32), 512, None, None)}
         grid, resp, layers, vdepth = cpu_defaults[preset]
         row = run(preset, args.layers or layers, args.vision_depth or vdepth, tuple(args.grid or grid),
-                  args.response or resp, args.device, args.dtype, args.repeats, args.modes.split(","))
+                  args.response or resp, args.device, args.dtype, args.repeats, args.modes.split(","), args.attn)
         _print(row)
         rows.append(row)
     if args.json:
