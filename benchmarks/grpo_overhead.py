@@ -58,12 +58,12 @@ def _timer():
 
 
 def _config(work: Path, tiny: Path, with_saliency: bool, args):
+    from saliency_r1.config_io import packaged_config
     from saliency_r1.training.grpo_config import load_run_config
 
-    root = Path(__file__).resolve().parents[1]
     name = "with" if with_saliency else "without"
     return load_run_config(
-        root / "configs" / "variants" / "zero.yaml", output_dir=str(work / name), resume=False,
+        packaged_config("variants/zero.yaml"), output_dir=str(work / name), resume=False,
         max_steps=args.warmup + args.steps,
         **{"model.path": str(tiny), "rewards.saliency": 1.0 if with_saliency else 0.0,
            "grpo.num_generations": 8, "grpo.per_device_train_batch_size": 8,

@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import SMALLEST_TINY, checkpointing_sft_yaml
+from saliency_r1.config_io import packaged_config
 from saliency_r1.training._checkpoints import checkpoints, is_complete
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _complete(out):
@@ -71,7 +69,7 @@ def _grpo_config(tmp_path, out):
     from saliency_r1.models.tiny import TinyConfig, tiny_checkpoint
 
     model = tiny_checkpoint(tmp_path / "tiny", config=TinyConfig(**SMALLEST_TINY))
-    data = {"extends": str(ROOT / "configs" / "grpo_shapes.yaml"), "name": "kill9", "output_dir": str(out),
+    data = {"extends": str(packaged_config("grpo_shapes.yaml")), "name": "kill9", "output_dir": str(out),
             "model": {"path": str(model), "build_tiny": False},
             "data": {"n": 8, "seed": 3, "shapes": {"width": 112, "height": 112, "large_size": [30, 36],
                                                    "small_size": [18, 24]}},

@@ -179,9 +179,11 @@ def test_resuming_another_run_config_is_refused(resumed_run, tmp_path):
 def test_shipped_configs_parse():
     from pathlib import Path
 
+    from saliency_r1.config_io import packaged_config
+
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("sft_shapes.yaml", "sft_qwen2_5_vl_7b.yaml", "sft_qwen2_5_vl_3b.yaml"):
-        cfg = load_config(root / name)
+    for path in (packaged_config("sft_shapes.yaml"), root / "sft_qwen2_5_vl_7b.yaml", root / "sft_qwen2_5_vl_3b.yaml"):
+        cfg = load_config(path)
         assert cfg.train.learning_rate > 0
     big = load_config(root / "sft_qwen2_5_vl_7b.yaml")
     assert big.lora.enabled and big.lora.r == 128 and big.train.bf16 and big.train.gradient_checkpointing

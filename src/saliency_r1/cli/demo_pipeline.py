@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from ..config_io import from_dict, read_yaml
+from ..config_io import from_dict, packaged_config, read_yaml
 from ..errors import InputError
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -57,11 +55,8 @@ def _mark(path: Path, record: dict | None = None) -> None:
 
 
 def config_path(name: str) -> Path:
-    """A config shipped in the repository's ``configs/`` folder."""
-    p = REPO / "configs" / name
-    if not p.is_file():
-        raise InputError(f"{p} is missing; run the demo from a checkout of the saliency-r1 repository")
-    return p
+    """A config shipped with the package (:func:`saliency_r1.config_io.packaged_config`)."""
+    return packaged_config(name)
 
 
 def world(preset: Preset | None = None) -> dict[str, Any]:

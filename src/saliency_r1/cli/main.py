@@ -20,8 +20,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (``saliency-r1: error: ...; see ... --help``), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"saliency-r1: error: {' '.join(str(message).split())}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="saliency-r1", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="saliency-r1", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():

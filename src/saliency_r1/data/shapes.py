@@ -44,6 +44,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .._images import read_image
+from ..config_io import meta as _h
 from ..errors import InputError
 from . import _families as fam
 from ._geometry import LABEL_SHAPES, PALETTE, SHAPES, Obj, render
@@ -53,10 +54,6 @@ FAMILIES: tuple[str, ...] = tuple(fam.BUILDERS)
 SHAPE_PRIOR: dict[str, float] = {"circle": 2.0, "square": 1.5, "triangle": 1.25, "cross": 1.0, "diamond": 1.0}
 COLOUR_PRIOR: dict[str, float] = {"red": 2.0, "green": 1.5, "blue": 1.25, "yellow": 1.0, "purple": 1.0, "orange": 1.0}
 POPE_STRATEGIES: tuple[str, ...] = ("random", "popular", "adversarial")
-
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass

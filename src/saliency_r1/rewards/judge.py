@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config_io import meta as _h
 from ..errors import InputError, SaliencyR1Error
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,6 @@ GRADE_PROMPT = (
 """The authors' code: a 1-5 grade, mapped to [0, 1] by (g - 1) / 4."""
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass
 class JudgeConfig:
     """Where and how to ask the judge. Empty ``url``/``model`` are read from ``url_env``/``model_env``."""
@@ -83,17 +80,19 @@ class JudgeConfig:
     url_env: str = field(default="SALIENCY_R1_JUDGE_URL", metadata=_h("env var with the URL when url is empty"))
     model_env: str = field(default="SALIENCY_R1_JUDGE_MODEL", metadata=_h("env var with the model name"))
     api_key_env: str = field(default="SALIENCY_R1_JUDGE_API_KEY", metadata=_h("env var with the API key"))
-    mode: str = field(default="binary", metadata=_h("binary (paper, 0/1) or grade (authors' code, 1-5)"))
+    mode: str = field(default="binary", metadata=_h("binary (paper, 0/1) or grade (authors' code, 1-5)",
+                                                      choices=JUDGE_MODES))
     timeout_s: float = field(default=30.0, metadata=_h(
-        "deadline of one judgement in seconds: all attempts, reads and backoffs together"))
-    max_retries: int = field(default=3, metadata=_h("retries after the first attempt"))
-    backoff_s: float = field(default=1.0, metadata=_h("first backoff; doubles per retry"))
-    backoff_max_s: float = field(default=30.0, metadata=_h("backoff cap"))
-    max_workers: int = field(default=8, metadata=_h("concurrent requests"))
+        "deadline of one judgement in seconds: all attempts, reads and backoffs together", gt=0))
+    max_retries: int = field(default=3, metadata=_h("retries after the first attempt", min=0))
+    backoff_s: float = field(default=1.0, metadata=_h("first backoff; doubles per retry", min=0))
+    backoff_max_s: float = field(default=30.0, metadata=_h("backoff cap", min=0))
+    max_workers: int = field(default=8, metadata=_h("concurrent requests", min=1))
     cache_dir: str | None = field(default=None, metadata=_h("on-disk verdict cache; None: no cache"))
-    temperature: float = field(default=0.0, metadata=_h("sampling temperature of the judge"))
-    max_tokens: int = field(default=8, metadata=_h("max tokens of the verdict"))
-    max_reply_bytes: int = field(default=1_000_000, metadata=_h("longest reply body read; longer ones fail"))
+    temperature: float = field(default=0.0, metadata=_h("sampling temperature of the judge", min=0))
+    max_tokens: int = field(default=8, metadata=_h("max tokens of the verdict", min=1))
+    max_reply_bytes: int = field(default=1_000_000, metadata=_h(
+        "longest reply body read; longer ones fail", min=1))
 
 
 class JudgeFailedError(SaliencyR1Error):

@@ -36,6 +36,7 @@ from ..rewards.judge import check_judges
 from ._checkpoints import archive_checkpoints, last_complete_checkpoint, set_aside_incomplete
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
+from .run_config import check_report_to, lora_config, trainer_args
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def prepare_model_dir(config: GRPORunConfig) -> Path:
         if not found and state.is_main_process:
             from ..models.tiny import tiny_checkpoint
 
-            tiny_checkpoint(path)
+            tiny_checkpoint(path, m.tiny, seed=m.tiny_seed)
         if (path / "adapter_config.json").is_file():  # a LoRA adapter: merge onto its base once
             merged = Path(config.output_dir).resolve() / "init_model"
             if state.is_main_process and not (merged / "config.json").is_file():
@@ -145,30 +146,16 @@ def prepare_model_dir(config: GRPORunConfig) -> Path:
 
 
 def grpo_args(config: GRPORunConfig, **extra: Any) -> GRPOConfig:
-    """The ``GRPOConfig`` of a run (explicit fields, then ``grpo.extra``, then ``extra``)."""
+    """The ``GRPOConfig`` of a run (explicit fields, then ``grpo.extra``, then ``extra``); ``report_to``
+    backends must be installed (one line otherwise)."""
     g = config.grpo
     kwargs = to_plain(g)
     kwargs.pop("extra")
     kwargs.update(output_dir=config.output_dir, save_strategy="steps", remove_unused_columns=False,
-                  report_to=[] if g.report_to == "none" else g.report_to)
+                  report_to=check_report_to(g.report_to, "grpo.report_to"))
     kwargs.update(g.extra)
     kwargs.update(extra)
-    try:
-        return GRPOConfig(**kwargs)
-    except (TypeError, ValueError) as e:
-        first = str(e).splitlines()[0]
-        raise InputError(f"invalid grpo settings: {first}; fix the grpo section of the config") from None
-
-
-def lora_config(config: GRPORunConfig):
-    """The peft ``LoraConfig`` of a run, or None for full fine-tuning."""
-    if not config.lora.enabled:
-        return None
-    from peft import LoraConfig
-
-    lo = config.lora
-    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=list(lo.target_modules),
-                      task_type="CAUSAL_LM")
+    return trainer_args(GRPOConfig, kwargs, "grpo")
 
 
 def build_trainer(config: GRPORunConfig, callbacks: list | None = None,
@@ -188,8 +175,10 @@ def build_trainer(config: GRPORunConfig, callbacks: list | None = None,
         init["attn_implementation"] = config.model.attn_implementation
     args = grpo_args(config, reward_weights=weights, model_init_kwargs=init)
     return SaliencyGRPOTrainer(model=str(model_path), reward_funcs=funcs, args=args,
-                               train_dataset=build_dataset(config.data), processing_class=load_processor(model_path),
-                               peft_config=lora_config(config), callbacks=list(callbacks or []),
+                               train_dataset=build_dataset(config.data),
+                               processing_class=load_processor(model_path, config.model.image_min_pixels,
+                                                               config.model.image_max_pixels),
+                               peft_config=lora_config(config.lora), callbacks=list(callbacks or []),
                                rollout_func=rollout_func)
 
 
@@ -260,8 +249,11 @@ def export(trainer: GRPOTrainer, config: GRPORunConfig, base: Path) -> dict[str,
 
 
 def run_from_config(config_path: str | Path, **overrides: Any) -> Path:
-    """``saliency-r1 train grpo``: read the YAML (``output_dir``, ``max_steps``, ``resume`` overrides), train."""
-    return train_grpo(load_run_config(config_path, **overrides))
+    """``saliency-r1 train grpo``: read the YAML, apply the overrides (dotted names, or bare names of
+    top-level and ``grpo`` fields), check the logging backends, train."""
+    config = load_run_config(config_path, **overrides)
+    check_report_to(config.grpo.report_to, "grpo.report_to")
+    return train_grpo(config)
 
 
 __all__ = ["SaliencyGRPOTrainer", "GracefulStop", "build_rewards", "build_trainer", "grpo_args", "lora_config",

@@ -1,4 +1,4 @@
-"""GRPO rows for TRL's vision-language path, from ShapesWorld or a loaded data file.
+"""GRPO rows for TRL's vision-language path, from ShapesWorld or data sources (:func:`.run_config.load_samples`).
 
 One row per sample::
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
+from .run_config import load_samples
 
 
 def features():
@@ -52,27 +53,13 @@ def to_row(sample: dict, instruction: str | None = None, system_prompt: str | No
             "width": int(sample["width"]), "height": int(sample["height"]), "id": str(sample.get("id", ""))}
 
 
-def load_samples(data: Any) -> list[dict]:
-    """The samples a :class:`~saliency_r1.training.grpo_config.DataSection` names."""
-    from ..data import ShapesWorldConfig, generate, load
-
-    if data.source == "shapes":
-        return generate(ShapesWorldConfig(**data.shapes), data.n, seed=data.seed, split=data.split)
-    if data.source == "file":
-        if not data.path or not data.format:
-            raise InputError("data.source=file needs data.path and data.format (see saliency_r1.data.FORMATS)")
-        opts = {"limit": data.limit} if data.limit is not None else {}
-        return list(load(data.path, format=data.format, image_root=data.image_root, **opts).samples)
-    raise InputError(f"unknown data.source {data.source!r}; use shapes or file")
-
-
 def build_dataset(data: Any):
-    """The ``datasets.Dataset`` of GRPO rows for a data section (module docstring)."""
+    """The ``datasets.Dataset`` of GRPO rows for a :class:`~.run_config.DataSection` (module docstring)."""
     import datasets as ds
 
     samples = load_samples(data)
     if not samples:
-        raise InputError("the GRPO dataset is empty; check data.n, data.path and data.limit")
+        raise InputError("the GRPO dataset is empty; check data.n, data.sources and their limits")
     rows = [to_row(s, data.instruction, data.system_prompt) for s in samples]
     return ds.Dataset.from_list(rows, features=features())
 

@@ -12,7 +12,9 @@ Layout of ``train.output_dir``::
     trainer_state.json, sft_config.json, sft_runs.jsonl (one line per invocation: resumed from, steps, wall time)
 
 Configs (one dataclass per section; YAML keys ``model``, ``data``, ``lora``, ``train``) are in
-:mod:`.sft_config`; ``configs/sft_*.yaml`` are examples.
+:mod:`.sft_config` (``model``/``data``/``lora`` shared with GRPO: :mod:`.run_config`); the packaged
+``sft_shapes.yaml`` and ``configs/sft_qwen2_5_vl_*.yaml`` are examples; ``saliency-r1 train sft --help`` lists
+every field.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config_io import from_dict, read_yaml, to_dict
+from ..config_io import load_run, to_dict
 from ..errors import InputError
 from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, set_aside_incomplete
 from .collate import IndexCollator, VisionSFTCollator, response_text
+from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
 from .sft_config import DataArgs, LoraArgs, ModelArgs, SFTRunConfig, TrainArgs
 
 logger = logging.getLogger(__name__)
@@ -69,29 +71,6 @@ def _check_same_run(output_dir: Path, config: SFTRunConfig, resume: bool) -> Non
 
 
 # ---------------------------------------------------------------- data
-def load_samples(data: DataArgs) -> list[dict]:
-    """The training samples: ShapesWorld (``data.shapes``, ``n``, ``seed``, ``split``) or a file via
-    :func:`saliency_r1.data.load` (``path``, ``format``, ``image_root``, ``limit``).
-
-    >>> len(load_samples(DataArgs(n=3)))
-    3
-    """
-    from ..data import generate, load
-
-    if data.path is None:
-        if data.n < 1:
-            raise InputError(f"data.n must be >= 1 ShapesWorld samples, got {data.n}")
-        return generate(data.shapes, data.n, seed=data.seed, split=data.split)
-    opts = dict(data.loader_options)
-    if data.limit is not None:
-        opts["limit"] = data.limit
-    result = load(data.path, format=data.format, image_root=data.image_root, **opts)
-    logger.info(result.summary())
-    if not result.samples:
-        raise InputError(f"no usable sample in {data.path} ({result.summary()}); check the path and the format")
-    return list(result.samples)
-
-
 def to_dataset(samples: list[dict]):
     """The Trainer's dataset: one row ``{"index": i, "id": ...}`` per sample (see :class:`.collate.IndexCollator`;
     encoding thousands of in-memory images into Arrow would cost more than the tiny model's whole SFT).
@@ -143,25 +122,9 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
     return model.train(), processor, base.resolve()
 
 
-def lora_config(lora: LoraArgs):
-    """A ``peft.LoraConfig`` from :class:`LoraArgs`, or None when LoRA is off.
-
-    >>> lora_config(LoraArgs(enabled=True, r=8)).r
-    8
-    """
-    if not lora.enabled:
-        return None
-    from peft import LoraConfig
-
-    if lora.r < 1:
-        raise InputError(f"lora.r must be >= 1, got {lora.r}")
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-                      target_modules=list(lora.target_modules), exclude_modules=lora.exclude_modules,
-                      task_type="CAUSAL_LM")
-
-
 def sft_args(train: TrainArgs, output_dir: Path):
-    """The TRL ``SFTConfig`` of a run. On CPU: ``use_cpu``, no bf16, no gradient checkpointing unless asked."""
+    """The TRL ``SFTConfig`` of a run (explicit fields, then ``train.extra``). On CPU: ``use_cpu``, no bf16, no
+    gradient checkpointing unless asked. ``report_to`` backends must be installed (one line otherwise)."""
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
@@ -169,7 +132,7 @@ def sft_args(train: TrainArgs, output_dir: Path):
     bf16 = (not use_cpu and torch.cuda.is_bf16_supported()) if train.bf16 is None else train.bf16
     if not 0 <= train.warmup_ratio < 1:
         raise InputError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
-    return SFTConfig(
+    kwargs = dict(
         output_dir=str(output_dir), learning_rate=train.learning_rate, num_train_epochs=train.num_train_epochs,
         max_steps=train.max_steps, per_device_train_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps, warmup_steps=train.warmup_ratio,
@@ -179,8 +142,11 @@ def sft_args(train: TrainArgs, output_dir: Path):
         save_total_limit=train.save_total_limit, seed=train.seed, bf16=bf16, fp16=False,
         activation_checkpointing=train.gradient_checkpointing, use_cpu=use_cpu,
         dataloader_num_workers=train.dataloader_num_workers, dataloader_pin_memory=not use_cpu,
-        report_to=[], remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
+        report_to=check_report_to(train.report_to, "train.report_to"), remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None, packing=False, disable_tqdm=train.disable_tqdm, shuffle_dataset=False)
+    kwargs.update(train.extra)
+    return trainer_args(SFTConfig, kwargs, "train")
 
 
 # ---------------------------------------------------------------- final checkpoint
@@ -259,24 +225,27 @@ def _log_run(out: Path, record: dict[str, Any]) -> None:
 
 
 def load_config(path: str | Path, **overrides: Any) -> SFTRunConfig:
-    """Read an SFT YAML (sections ``model``, ``data``, ``lora``, ``train``) and apply ``train`` overrides
-    (``output_dir``, ``max_steps``, ``resume`` and any other :class:`TrainArgs` field).
+    """Read an SFT YAML (sections ``model``, ``data``, ``lora``, ``train``; ``extends`` allowed) and apply
+    overrides: dotted names (``lora.r``) or bare names of ``train`` fields (``max_steps``, ``output_dir``).
+    Every key, type and range is checked (:func:`saliency_r1.config_io.from_dict`).
 
     >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"; _ = p.write_text("train: {learning_rate: 0.001}\\n")
-    >>> load_config(p, max_steps=5).train.max_steps
-    5
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"; _ = p.write_text("train: {learning_rate: 1e-3}\\n")
+    >>> cfg = load_config(p, max_steps=5, **{"lora.r": 8})
+    >>> cfg.train.max_steps, cfg.train.learning_rate, cfg.lora.r
+    (5, 0.001, 8)
     """
-    cfg = from_dict(SFTRunConfig, read_yaml(path), where=str(path))
-    bad = sorted(set(overrides) - set(TrainArgs.__dataclass_fields__))
-    if bad:
-        raise InputError(f"unknown override(s) {', '.join(bad)}; valid: {', '.join(sorted(TrainArgs.__dataclass_fields__))}")
-    return replace(cfg, train=replace(cfg.train, **{k: v for k, v in overrides.items() if v is not None}))
+    config = load_run(SFTRunConfig, path, overrides)
+    check_stage(config, "sft")
+    return config
 
 
 def run_from_config(config_path: str | Path, **overrides: Any) -> Path:
-    """``saliency-r1 train sft --config FILE``: :func:`load_config` then :func:`train_sft`."""
-    return train_sft(load_config(config_path, **overrides))
+    """``saliency-r1 train sft --config FILE``: :func:`load_config`, the logging backends checked, then
+    :func:`train_sft`."""
+    config = load_config(config_path, **overrides)
+    check_report_to(config.train.report_to, "train.report_to")
+    return train_sft(config)
 
 
 __all__ = ["SFTRunConfig", "ModelArgs", "DataArgs", "LoraArgs", "TrainArgs", "train_sft", "run_from_config",
