@@ -33,6 +33,8 @@ class ExampleMaps:
     answer: torch.Tensor | None        # (V,)
     attn: torch.Tensor | None          # (V,)
     target_logits: torch.Tensor        # (N,)
+    think_attn: torch.Tensor | None = None   # (J, V) thinking tokens' attention on the visual tokens, Σ_{l,h}
+    value_logit: torch.Tensor | None = None  # (V,) the holistic map's value x logit factor alone, ReLU per row
 
     @property
     def finite(self) -> bool:
@@ -105,7 +107,7 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans],
         n, v = int(plan.row_mask[b].sum()), int(plan.visual_mask[b].sum())
         c = out.contributions[b, :n, :v].cpu()
         relu = c.clamp_min(0)
-        think = answer = hol = attn = None
+        think = answer = hol = attn = think_attn = value_logit = None
         rs = response_starts[b]
         if sp.think is not None and sp.think[0] >= rs:  # (a plan with rows="answer" has no thinking rows)
             think = relu[sp.think[0] - rs:sp.think[1] - rs].sum(0)
@@ -115,7 +117,10 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans],
             a = int(plan.answer_mask[b].sum())
             hol = out.holistic[b, :a, :v].cpu().clamp_min(0).sum(0)
             attn = out.attn[b, :a, :v].cpu().sum(0)
-        res.append(ExampleMaps(c, hol, think, answer, attn, out.target_logits[b, :n].cpu()))
+            if out.think_attn is not None:
+                think_attn = out.think_attn[b, :int(plan.think_mask[b].sum()), :v].cpu()
+                value_logit = out.value_logit[b, :a, :v].cpu().clamp_min(0).sum(0)
+        res.append(ExampleMaps(c, hol, think, answer, attn, out.target_logits[b, :n].cpu(), think_attn, value_logit))
     return res
 
 
