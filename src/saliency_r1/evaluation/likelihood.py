@@ -12,18 +12,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attribution.inputs import chat_prompt, open_image
+from ..attribution.inputs import chat_prompt, open_image, prompt_inputs, special_tokens_in
 from ..errors import InputError
 from .common import on_device, target_logprobs
 
 
 def _batch_inputs(smodel, images: list, question: str, ids: list[int]) -> tuple[dict, int]:
     """Teacher-forced inputs of ``B`` one-image prompts with the same response; returns (inputs, start)."""
-    text = chat_prompt(smodel.processor, 1, question)
-    try:
-        prompt = dict(smodel.processor(text=[text] * len(images), images=images, return_tensors="pt"))
-    except ValueError as e:
-        raise InputError(f"the processor refused the image(s): {str(e)[:160]}") from None
+    if special_tokens_in(smodel.processor.tokenizer, question):  # split special tokens: one prompt per image
+        parts = [prompt_inputs(smodel.processor, [im], question) for im in images]
+        prompt = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # (B, P) per token, rows per image
+    else:
+        text = chat_prompt(smodel.processor, 1, question)
+        try:
+            prompt = dict(smodel.processor(text=[text] * len(images), images=images, return_tensors="pt"))
+        except ValueError as e:
+            raise InputError(f"the processor refused the image(s): {str(e)[:160]}") from None
     B, start = prompt["input_ids"].shape
     r = torch.tensor([ids], dtype=torch.long).expand(B, -1)  # (B, N)
     prompt["input_ids"] = torch.cat([prompt["input_ids"], r], 1)

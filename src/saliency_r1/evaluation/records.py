@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .._io import atomic_write_text
 from ..errors import InputError
 
 RECORDS = "records.jsonl"
@@ -63,7 +64,7 @@ def append_record(out_dir: str | Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     if text and not text.endswith("\n"):  # a truncated last line: drop it before appending
-        path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
+        atomic_write_text(path, text[:text.rfind("\n") + 1])  # never a half-rewritten records file
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(_clean(record), ensure_ascii=False) + "\n")
         fh.flush()
@@ -85,7 +86,7 @@ def check_settings(out_dir: str | Path, settings: dict) -> None:
         if diff:
             raise InputError(f"{out_dir} holds a run with other settings ({', '.join(diff)}); re-run with the "
                              "same settings to resume, or pass another --out")
-    path.write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(new, indent=2) + "\n")
 
 
 def pending(samples: list[dict], done: set[str], n: int | None) -> Iterator[dict]:
@@ -101,10 +102,7 @@ def pending(samples: list[dict], done: set[str], n: int | None) -> Iterator[dict
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON (NaN -> null) through a temporary file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, ensure_ascii=False) + "\n")
 
 
 __all__ = ["RECORDS", "SETTINGS", "read_records", "append_record", "check_settings", "pending", "write_json"]

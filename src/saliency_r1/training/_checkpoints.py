@@ -13,7 +13,11 @@ import logging
 import re
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
+
+from .._io import checkpoint_writes, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -102,5 +106,30 @@ def archive_checkpoints(output_dir: str | Path) -> Path | None:
     return target
 
 
-__all__ = ["checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
+@contextmanager
+def run_guard(output_dir: str | Path, what: str) -> Iterator[None]:
+    """One training run per output folder, and failed checkpoint writes as one line.
+
+    The main process holds :func:`saliency_r1._io.output_lock` on ``output_dir`` (a second run gets one line
+    naming the holder's pid; the lock dies with the process); on every process a checkpoint write that fails
+    with any exception type (``OSError``, torch's ``RuntimeError``, ``SafetensorError``) becomes one
+    :class:`~saliency_r1.errors.WriteError` naming the file (:func:`saliency_r1._io.checkpoint_writes`).
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with run_guard(d, "SFT run"):
+    ...     with run_guard(d, "SFT run"):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.InputError: ... is in use by another SFT run (pid ...); wait for it to finish or pass another output folder
+    """
+    from accelerate import PartialState
+
+    lock = output_lock(output_dir, what) if PartialState().is_main_process else nullcontext()
+    with lock, checkpoint_writes(output_dir):
+        yield
+
+
+__all__ = ["run_guard", "checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
            "archive_checkpoints"]

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write, atomic_write_json
 from ..config_io import load_run, to_dict
 from ..errors import InputError
-from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, set_aside_incomplete
+from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, run_guard, set_aside_incomplete
 from .collate import IndexCollator, VisionSFTCollator, response_text
 from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
 from .sft_config import DataArgs, LoraArgs, ModelArgs, SFTRunConfig, TrainArgs
@@ -62,7 +63,11 @@ def _check_same_run(output_dir: Path, config: SFTRunConfig, resume: bool) -> Non
     saved = output_dir / "sft_config.json"
     if not resume or not saved.is_file() or last_checkpoint(output_dir) is None:
         return
-    old = json.loads(saved.read_text())
+    try:
+        old = json.loads(saved.read_text())
+    except ValueError:  # cut short by an older, non-atomic write: nothing to compare with
+        logger.warning("%s does not parse; not checking that the resumed run has the same config", saved)
+        return
     new = json.loads(json.dumps(to_dict(config), default=list))
     diff = [k for k in ("model", "data", "lora") if old.get(k) != new.get(k)]
     if diff:
@@ -170,7 +175,7 @@ def save_final(model, processor, out: Path, run_config: SFTRunConfig | None = No
     if adapter_tmp.exists():
         adapter_tmp.rename(partial / "adapter")
     if run_config is not None:
-        (partial / "sft_config.json").write_text(json.dumps(to_dict(run_config), indent=1, default=list))
+        atomic_write_json(partial / "sft_config.json", to_dict(run_config), indent=1, default=list)
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
@@ -182,8 +187,14 @@ def train_sft(config: SFTRunConfig) -> Path:
     """Run the SFT cold start described by ``config``; returns ``output_dir/final``.
 
     Resumes from the last complete checkpoint when ``train.resume`` (default; a half-written one is set aside as
-    ``incomplete-checkpoint-N-<time>``); otherwise earlier checkpoints move to ``previous-<time>/``.
+    ``incomplete-checkpoint-N-<time>``); otherwise earlier checkpoints move to ``previous-<time>/``. One run per
+    ``output_dir`` (a lock); a failed checkpoint write is one line naming the file (:func:`._checkpoints.run_guard`).
     """
+    with run_guard(config.train.output_dir, "SFT run"):
+        return _train_sft(config)
+
+
+def _train_sft(config: SFTRunConfig) -> Path:
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
@@ -201,7 +212,7 @@ def train_sft(config: SFTRunConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     samples = load_samples(config.data)
     model, processor, base = prepare_model(config.model, out, samples)
-    (out / "sft_config.json").write_text(json.dumps(to_dict(config), indent=1, default=list))
+    atomic_write_json(out / "sft_config.json", to_dict(config), indent=1, default=list)
     resume_from = last_checkpoint(out) if train.resume else None
     start_step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] if resume_from else 0
     trainer = SFTTrainer(model=model, args=sft_args(train, out), train_dataset=to_dataset(samples),
@@ -211,7 +222,8 @@ def train_sft(config: SFTRunConfig) -> Path:
     if resume_from is not None:
         logger.warning("resuming from %s (step %d)", resume_from, start_step)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    trainer.save_state()
+    if trainer.is_world_process_zero():
+        atomic_write(out / "trainer_state.json", lambda tmp: trainer.state.save_to_json(str(tmp)))
     final = save_final(trainer.model, processor, out / "final", config)
     _log_run(out, {"resumed_from": resume_from.name if resume_from else None, "start_step": start_step,
                    "end_step": trainer.state.global_step, "wall_s": round(time.perf_counter() - t0, 2),
