@@ -87,6 +87,60 @@ def png(tmp_path) -> Path:
     return path
 
 
+# ================================================================ Deliver 2: images (saliency_r1._images)
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width x height`` RGB pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _nan_tiff(path: Path) -> Path:
+    from PIL import Image
+
+    Image.new("F", (64, 64), float("nan")).save(path)
+    return path
+
+
+BAD_IMAGES = {"100000x100000 bomb as --image": ("--image", lambda d: _png_declaring(d / "bomb.png", 100_000, 100_000)),
+              "bomb as --mask": ("--mask", lambda d: _png_declaring(d / "bomb.png", 100_000, 100_000)),
+              "NaN float TIFF": ("--image", lambda d: _nan_tiff(d / "nan.tif"))}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_hostile_image_files_are_one_line(case, tiny_dir, png, tmp_path, capsys):
+    flag, make = BAD_IMAGES[case]
+    path = make(tmp_path)
+    if "bomb" in case:
+        assert path.stat().st_size < 100  # a few bytes declare ten billion pixels
+    argv = ["explain", "--model", str(tiny_dir), "--image", str(png), "--question", "Q?", "--response",
+            "<think>a</think>b", "--out", str(tmp_path / "o"), flag, str(path)]
+    line = one_error_line(*run_cli(argv, capsys))
+    assert str(path) in line or path.name in line, line
+    assert ("non-finite" in line) == (case == "NaN float TIFF")
+
+
+def test_an_image_over_the_pixel_cap_is_downscaled_while_opened(tiny_dir, tmp_path, capsys, monkeypatch):
+    """Above ``$SALIENCY_R1_MAX_IMAGE_PIXELS`` an image is reduced on opening (by an integer factor), and
+    result.json keeps the file's own size."""
+    monkeypatch.setenv("SALIENCY_R1_MAX_IMAGE_PIXELS", str(100 * 100))
+    big = tmp_path / "big.png"
+    make_image(400, 300).save(big)
+    rc, err = run_cli(["explain", "--model", str(tiny_dir), "--image", str(big), "--question", "Q?", "--response",
+                       "<think>a</think>b", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 0, err
+    data = json.loads((tmp_path / "o" / "result.json").read_text())
+    (w, h), = data["image_sizes"]
+    assert data["image_file_size"] == [400, 300] and w * h <= 100 * 100 and (w, h) == (100, 75)
+
+
 # ================================================================ Deliver 3: text
 @pytest.mark.parametrize("flag", ["--question", "--response"])
 def test_invalid_utf8_is_one_line(flag, tiny_dir, png, tmp_path, capsys):
@@ -525,59 +579,9 @@ def test_a_pickle_adapter_is_one_line_in_the_cli(tmp_path, tiny_dir, png, capsys
     assert "pickle" in line and "safetensors" in line
 
 
-# ================================================================ Deliver 8: fuzz configs and command lines
-VALUES = st.sampled_from([0, 1, -1, 2, 0.5, -0.5, 1e309, float("nan"), True, False, None, "", "1e-3", "2e-5",
-                          "nan", "inf", "no", "yes", "abc", "3", [], [1, 2], ["q_proj"], {}, {"a": 1}, "\udcff",
-                          "../x", "/nonexistent", 10**30])
-
-
-def _leaf_paths(stage: str) -> list[str]:
-    from saliency_r1.cli.train import config_class
-    from saliency_r1.config_io import leaf_fields
-
-    return [path for path, _, _ in leaf_fields(config_class(stage), sections=True)]
-
-
-@pytest.fixture
-def no_training(monkeypatch, tmp_path):
-    """The training itself stubbed out: the fuzz tests the config and command-line layer."""
-    from saliency_r1.training import grpo, sft
-
-    monkeypatch.setattr(sft, "train_sft", lambda config: tmp_path)
-    monkeypatch.setattr(grpo, "train_grpo", lambda config: tmp_path)
-
-
-def _dump(data: dict) -> str:
-    return yaml.safe_dump(data, allow_unicode=False) if data else ""
-
-
-@settings(max_examples=400 if LONG else 40, deadline=None, derandomize=not LONG,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_config_values(data, no_training, tmp_path, capsys):
-    """Random fields of the SFT / GRPO configs set to random values, in the YAML file or on the command line:
-    exit 0 or exit 2 with one line, never a traceback."""
-    stage = data.draw(st.sampled_from(["sft", "grpo"]))
-    paths = _leaf_paths(stage)
-    chosen = data.draw(st.lists(st.tuples(st.sampled_from(paths), VALUES), max_size=4))
-    tree: dict = {}
-    for path, value in chosen[:2]:
-        *parents, leaf = path.split(".")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else {}
-        node[leaf] = value
-    cfg = tmp_path / "c.yaml"
-    try:
-        cfg.write_text(_dump(tree), encoding="utf-8", errors="surrogateescape")
-    except UnicodeEncodeError:
-        cfg.write_bytes(b"train: {seed: \xff}\n")
-    argv = ["train", stage, "--config", str(cfg)]
-    for path, value in chosen[2:]:
-        argv += [f"--{path}", value if isinstance(value, str) else json.dumps(value)]
-    clean_exit(*run_cli(argv, capsys))
-
-
+# ================================================================ Deliver 8: fuzz the explain command line
+# config values and train command lines are fuzzed in test_config_cli.py (test_fuzz_config_values,
+# test_fuzz_command_line); here the explain command line
 EXPLAIN_OPTIONS = {
     "--question": ["Q?", "", " ", "\udcff?", INJECTION, "x" * 300],
     "--response": ["<think>a</think>b", "", "\udcff", INJECTION, "<|image_pad|>", "<think>" + " a" * 500],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -124,12 +125,26 @@ def run_guard(output_dir: str | Path, what: str) -> Iterator[None]:
     ...
     saliency_r1.errors.InputError: ... is in use by another SFT run (pid ...); wait for it to finish or pass another output folder
     """
-    from accelerate import PartialState
-
-    lock = output_lock(output_dir, what) if PartialState().is_main_process else nullcontext()
+    lock = output_lock(output_dir, what) if is_main_process() else nullcontext()
     with lock, checkpoint_writes(output_dir):
         yield
 
 
-__all__ = ["run_guard", "checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")  # torchrun/accelerate, Open MPI, MPICH
+
+
+def is_main_process() -> bool:
+    """Whether this is the global rank 0, from the launcher's environment (before the Trainer sets up
+    distributed state, accelerate's ``PartialState`` still says every process is the main one).
+
+    >>> is_main_process() == (os.environ.get("RANK", "0") == "0")
+    True
+    """
+    for name in _RANK_VARS:
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip() == "0"
+    return True
+
+
+__all__ = ["run_guard", "is_main_process", "checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
            "archive_checkpoints"]
