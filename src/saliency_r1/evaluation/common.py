@@ -23,6 +23,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..attribution.batch import build_batch, to_device
+from ..attribution.batch import to_device as on_device  # the one device move, under its evaluation name
 from ..attribution.inputs import open_image, prompt_inputs, response_ids
 from ..attribution.maps import to_grids
 from ..grammar import Spans
@@ -149,5 +150,5 @@ def loglik_from_embeds(smodel, ex: Example, embeds: torch.Tensor, target: str = 
     return target_logprobs(smodel, hidden, rows, targets).mean(-1)
 
 
-__all__ = ["TARGETS", "Example", "prepare", "visual_embeddings", "embeds_inputs",
+__all__ = ["TARGETS", "Example", "prepare", "on_device", "visual_embeddings", "embeds_inputs",
            "target_logprobs", "loglik_from_embeds"]
