@@ -15,7 +15,7 @@ Per layer the transient is O(H · rows · T) for the softmax rows and O(H · row
 accumulators are ``(B, R, V)`` and ``(B, A, V)``. No layer's full T × T attention is ever kept.
 
 Exact: with all positions as columns, embedding + FFN + bias terms + Σ_p c_{i,p} rebuild the logit
-(tests/test_exactness.py). Frozen, as in the paper: σ_i is read from the real final hidden state, the
+(``tests/test_tracer.py::test_exactness_identity``). Frozen, as in the paper: σ_i is read from the real final hidden state, the
 final RMSNorm's γ is folded into ``u``. The rollout (§2) composes, per (l, h), the thinking tokens'
 rows over V with the answer rows over the thinking tokens: Â = a[A, J] @ a[J, V].
 """
@@ -75,7 +75,6 @@ class TraceOutput:
     attn: torch.Tensor | None
     sigma: torch.Tensor
     target_logits: torch.Tensor
-    final_hidden: torch.Tensor | None = None
 
 
 def _gather_last(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -154,7 +153,7 @@ class LogitDecomposer:
             self.attn += a_hat.sum((1, 2))  # (B, A, V)
         self.layers_seen.add(layer)
 
-    def finish(self, final_hidden: torch.Tensor, keep_hidden: bool = False) -> TraceOutput:
+    def finish(self, final_hidden: torch.Tensor) -> TraceOutput:
         """Divide by σ_i (from the real final hidden state ``(B, T, D)``) and mask the padding."""
         plan = self.plan
         norm = self.spec.get(self.hf, self.spec.final_norm)
@@ -171,11 +170,10 @@ class LogitDecomposer:
             m = plan.answer_mask[:, :, None] * plan.visual_mask[:, None, :]
             hol = self.hol / sig_a[:, :, None] * m
             attn = self.attn * m
-        return TraceOutput(contrib, hol, attn, sigma, z, final_hidden if keep_hidden else None)
+        return TraceOutput(contrib, hol, attn, sigma, z)
 
 
-def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True,
-          keep_hidden: bool = False) -> TraceOutput:
+def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True) -> TraceOutput:
     """One teacher-forced forward over ``inputs`` with the decomposer attached; returns raw sums.
 
     ``inputs`` are the model's keyword inputs (``input_ids``, ``attention_mask``, ``pixel_values``,
@@ -190,7 +188,7 @@ def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, roll
 
         raise CaptureError(f"traced {len(dec.layers_seen)} of {n_layers} decoder layers; the spec's "
                            "attention paths do not match this model")
-    return dec.finish(hidden[-1], keep_hidden=keep_hidden)
+    return dec.finish(hidden[-1])
 
 
 __all__ = ["TracePlan", "TraceOutput", "LogitDecomposer", "trace"]

@@ -18,10 +18,11 @@ when its map is undefined for that response (e.g. ``ours-think`` without a think
 ``cam``, ``gradcam``      :mod:`.gradient_maps`
 ``ixg``, ``ig``           captum InputXGradient / IntegratedGradients (:mod:`.gradient_maps`)
 ``tam``                   Token Activation Map (:mod:`.tam`)
+``attnlrp``               AttnLRP relevance of the visual tokens (:mod:`.attnlrp`)
 ``random``                uniform noise (seeded by the response), the floor any method must beat
 ========================  ========================================================================
 
-AttnLRP is not registered: see docs/baselines.md.
+AttnLRP is a port of the authors' rules, not the ``lxt`` package: see docs/baselines.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from ..attribution.inputs import response_ids
 from ..errors import InputError
 from .attention_maps import raw_attention, rollout
+from .attnlrp import attnlrp
 from .common import prepare
 from .gradient_maps import cam, gradcam, input_x_gradient, integrated_gradients
 from .tam import tam
@@ -90,11 +92,13 @@ METHODS: dict[str, Callable] = {
     "ixg": input_x_gradient,
     "ig": integrated_gradients,
     "tam": tam,
+    "attnlrp": attnlrp,
     "random": random_map,
 }
 """Name -> method. ``ours*`` ignore ``target`` (their targets are fixed by method.md §2)."""
 
-DEFAULT_METHODS: tuple[str, ...] = ("ours", "attention", "rollout", "cam", "gradcam", "ixg", "ig", "tam", "random")
+DEFAULT_METHODS: tuple[str, ...] = ("ours", "attention", "rollout", "cam", "gradcam", "ixg", "ig", "tam", "attnlrp",
+                                     "random")
 
 
 def parse_methods(spec: str | list[str] | None) -> list[str]:
