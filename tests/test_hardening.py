@@ -161,12 +161,14 @@ def _explain_response(tiny, image, text):
     return tiny.explain(image, "Q?", response="<think>a</think>b" + text).response_ids
 
 
-def _teacher_forced_batch(tiny, image, text):  # the path of evaluation (faithfulness, methods)
-    from saliency_r1.attribution.inputs import prompt_inputs, response_ids, teacher_forced
+def _teacher_forced_batch(tiny, image, text):  # attribution.batch: evaluation, likelihood, baselines, reward
+    from saliency_r1.attribution.batch import pad_inputs
+    from saliency_r1.attribution.inputs import prompt_inputs, response_ids
 
+    tok = tiny.processor.tokenizer
     prompt = prompt_inputs(tiny.processor, [image], "Q?" + text)
-    return teacher_forced(prompt, response_ids(tiny.processor, "<think>a</think>b" + text,
-                                               tiny.processor.tokenizer.eos_token_id))["input_ids"][0]
+    resp = response_ids(tiny.processor, "<think>a</think>b" + text, tok.eos_token_id)
+    return pad_inputs([prompt, prompt], [resp, resp], tok.pad_token_id)[0]["input_ids"][1]
 
 
 def _collate(tiny, image, text):  # SFT: question and response of a dataset row
@@ -176,14 +178,8 @@ def _collate(tiny, image, text):  # SFT: question and response of a dataset row
     return VisionSFTCollator(tiny.processor)([ex])["input_ids"][0]
 
 
-def _likelihood(tiny, image, text):  # the faithfulness score's batched forward
-    from saliency_r1.evaluation.likelihood import _batch_inputs
-
-    return _batch_inputs(tiny, [image, image], "Q?" + text, [5, 6])[0]["input_ids"][1]
-
-
 TOKENISED = {"explain question": _explain_question, "explain response": _explain_response,
-             "teacher-forced batch": _teacher_forced_batch, "SFT collate": _collate, "likelihood": _likelihood}
+             "teacher-forced batch": _teacher_forced_batch, "SFT collate": _collate}
 
 
 @pytest.mark.parametrize("where", sorted(TOKENISED))

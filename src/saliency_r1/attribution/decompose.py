@@ -15,7 +15,7 @@ Per layer the transient is O(H · rows · T) for the softmax rows and O(H · row
 accumulators are ``(B, R, V)`` and ``(B, A, V)``. No layer's full T × T attention is ever kept.
 
 Exact: with all positions as columns, embedding + FFN + bias terms + Σ_p c_{i,p} rebuild the logit
-(tests/test_exactness.py). Frozen, as in the paper: σ_i is read from the real final hidden state, the
+(``tests/test_tracer.py::test_exactness_identity``). Frozen, as in the paper: σ_i is read from the real final hidden state, the
 final RMSNorm's γ is folded into ``u``. The rollout (§2) composes, per (l, h), the thinking tokens'
 rows over V with the answer rows over the thinking tokens: Â = a[A, J] @ a[J, V].
 """
@@ -75,7 +75,6 @@ class TraceOutput:
     attn: torch.Tensor | None
     sigma: torch.Tensor
     target_logits: torch.Tensor
-    final_hidden: torch.Tensor | None = None
 
 
 def _gather_last(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -88,6 +87,28 @@ def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``x[..., idx[b, a], :]`` for x ``(B, K, G, Q, C)`` and idx ``(B, A)`` -> ``(B, K, G, A, C)``."""
     B, K, G, _, C = x.shape
     return x.gather(3, idx[:, None, None, :, None].expand(B, K, G, idx.shape[1], C))
+
+
+def softmax_rows(query: torch.Tensor, key: torch.Tensor, qpos: torch.Tensor, allowed: torch.Tensor,
+                 scaling: float) -> torch.Tensor:
+    """Attention rows ``softmax(q_i K^T · scaling)`` of the queries at ``qpos`` only, float32, recomputed from
+    a layer's post-RoPE ``query (B, H, T, E)`` and ``key (B, K, T', E)`` (GQA: ``K`` kv heads, ``G = H / K``).
+
+    ``qpos (B, Q)`` query positions; ``allowed (B, 1, 1, Q, T')`` the keys each query may see (causal and
+    padding). Returns ``(B, K, G, Q, T')``; a row that sees no key is NaN.
+
+    >>> q = torch.zeros(1, 2, 3, 4); k = torch.zeros(1, 1, 3, 4)
+    >>> allowed = (torch.arange(3)[None, :] <= torch.tensor([1, 2])[:, None])[None, None, None]
+    >>> softmax_rows(q, k, torch.tensor([[1, 2]]), allowed, 0.5)[0, 0, 0]
+    tensor([[0.5000, 0.5000, 0.0000],
+            [0.3333, 0.3333, 0.3333]])
+    """
+    B, H, T, E = query.shape
+    K, Q = key.shape[1], qpos.shape[1]
+    q = query.gather(2, qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
+    q = q.view(B, K, H // K, Q, E)  # (B, K, G, Q, E)
+    scores = torch.einsum("bkgqe,bkte->bkgqt", q, key.float()) * scaling  # (B, K, G, Q, T')
+    return scores.masked_fill_(~allowed, float("-inf")).softmax(-1)
 
 
 class LogitDecomposer:
@@ -122,12 +143,7 @@ class LogitDecomposer:
 
     def _probs(self, module, query, key) -> torch.Tensor:
         """Softmax rows of the traced queries over all keys, float32: ``(B, K, G, Q, T)``."""
-        B, H, T, E = query.shape
-        K, Q = key.shape[1], self.qpos.shape[1]
-        q = query.gather(2, self.qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
-        q = q.view(B, K, H // K, Q, E)  # (B, K, G, Q, E)
-        scores = torch.einsum("bkgqe,bkte->bkgqt", q, key.float()) * module.scaling  # (B, K, G, Q, T)
-        probs = scores.masked_fill_(~self.allowed, float("-inf")).softmax(-1)
+        probs = softmax_rows(query, key, self.qpos, self.allowed, module.scaling)
         return torch.nan_to_num(probs, nan=0.0) if self.empty_rows else probs
 
     @torch.no_grad()
@@ -154,7 +170,7 @@ class LogitDecomposer:
             self.attn += a_hat.sum((1, 2))  # (B, A, V)
         self.layers_seen.add(layer)
 
-    def finish(self, final_hidden: torch.Tensor, keep_hidden: bool = False) -> TraceOutput:
+    def finish(self, final_hidden: torch.Tensor) -> TraceOutput:
         """Divide by σ_i (from the real final hidden state ``(B, T, D)``) and mask the padding."""
         plan = self.plan
         norm = self.spec.get(self.hf, self.spec.final_norm)
@@ -171,11 +187,10 @@ class LogitDecomposer:
             m = plan.answer_mask[:, :, None] * plan.visual_mask[:, None, :]
             hol = self.hol / sig_a[:, :, None] * m
             attn = self.attn * m
-        return TraceOutput(contrib, hol, attn, sigma, z, final_hidden if keep_hidden else None)
+        return TraceOutput(contrib, hol, attn, sigma, z)
 
 
-def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True,
-          keep_hidden: bool = False) -> TraceOutput:
+def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True) -> TraceOutput:
     """One teacher-forced forward over ``inputs`` with the decomposer attached; returns raw sums.
 
     ``inputs`` are the model's keyword inputs (``input_ids``, ``attention_mask``, ``pixel_values``,
@@ -190,7 +205,7 @@ def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, roll
 
         raise CaptureError(f"traced {len(dec.layers_seen)} of {n_layers} decoder layers; the spec's "
                            "attention paths do not match this model")
-    return dec.finish(hidden[-1], keep_hidden=keep_hidden)
+    return dec.finish(hidden[-1])
 
 
 __all__ = ["TracePlan", "TraceOutput", "LogitDecomposer", "trace"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -41,13 +41,6 @@ class _Active:
     callback: LayerCallback
     base: Callable
     calls: int = 0
-
-
-@dataclass
-class CaptureStats:
-    """What a capture context saw: the number of traced attention calls per layer."""
-
-    calls: dict[int, int] = field(default_factory=dict)
 
 
 _ACTIVE: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("saliency_r1_active", default=None)
@@ -78,7 +71,7 @@ def _register(impl: str, eager: Callable) -> tuple[str, Callable]:
 
 
 @contextmanager
-def capture_attention(model: nn.Module, spec: ModelSpec, callback: LayerCallback) -> Iterator[CaptureStats]:
+def capture_attention(model: nn.Module, spec: ModelSpec, callback: LayerCallback) -> Iterator[None]:
     """Call ``callback`` with each decoder layer's attention inputs during forwards inside the block.
 
     >>> from saliency_r1.models.tiny import build_tiny
@@ -99,13 +92,11 @@ def capture_attention(model: nn.Module, spec: ModelSpec, callback: LayerCallback
     state = _Active(layers=layers, callback=callback, base=base)
     token = _ACTIVE.set(state)
     text_config._attn_implementation = name
-    stats = CaptureStats()
     try:
-        yield stats
+        yield
     finally:
         text_config._attn_implementation = impl
         _ACTIVE.reset(token)
-    stats.calls = {"total": state.calls}
     if state.calls == 0:
         raise CaptureError("no decoder attention call was captured: run the model's forward inside the "
                            "capture block (and check that the spec's attention paths match the model)")
@@ -134,4 +125,4 @@ def capture_norm_input(model: nn.Module, spec: ModelSpec) -> Iterator[list[torch
         raise CaptureError("the final norm never ran inside the capture block: run the model's forward there")
 
 
-__all__ = ["capture_attention", "capture_norm_input", "CaptureStats", "LayerCallback"]
+__all__ = ["capture_attention", "capture_norm_input", "LayerCallback"]

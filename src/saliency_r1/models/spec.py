@@ -30,7 +30,6 @@ class ModelSpec:
     attention: str
     v_proj: str
     o_proj: str
-    input_norm: str
     final_norm: str
     lm_head: str
     text_config: str
@@ -41,7 +40,6 @@ class ModelSpec:
     processor_class: str
     image_features: str = "model.get_image_features"
     shares_vision: bool = False
-    uses_mm_token_type_ids: bool = True
     placeholder_attrs: tuple[str, ...] = ("config.image_token_id", "config.video_token_id",
                                           "config.vision_start_token_id", "config.vision_end_token_id")
 
@@ -121,7 +119,6 @@ _QWEN_COMMON = dict(
     attention="model.language_model.layers.{i}.self_attn",
     v_proj="model.language_model.layers.{i}.self_attn.v_proj",
     o_proj="model.language_model.layers.{i}.self_attn.o_proj",
-    input_norm="model.language_model.layers.{i}.input_layernorm",
     final_norm="model.language_model.norm",
     lm_head="lm_head",
     text_config="config.text_config",
