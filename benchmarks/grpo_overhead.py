@@ -123,7 +123,7 @@ def floor(tiny: Path, length: int, reps: int = 4, device: str = "cpu", dtype: st
     from saliency_r1.models.spec import get_spec
     from saliency_r1.rewards import SaliencyReward
     from saliency_r1.rewards._batch import batch_inputs, encode_once
-    from saliency_r1.rewards.saliency import end_ids, find_spans
+    from saliency_r1.grammar import end_ids, find_spans
 
     model, proc = load_hf(tiny, device=device, dtype=dtype)
     tok, s = proc.tokenizer, generate(ShapesWorldConfig(), 1, seed=0)[0]

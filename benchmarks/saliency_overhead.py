@@ -26,7 +26,7 @@ from _measure import hwm, hwm_reset, rss, timed
 
 from saliency_r1.attribution.decompose import trace
 from saliency_r1.attribution.maps import build_plan
-from saliency_r1.attribution.spans import Spans
+from saliency_r1.grammar import Spans
 from saliency_r1.models.presets import IMAGE_PAD, random_vlm, synthetic_inputs
 from saliency_r1.models.spec import get_spec
 

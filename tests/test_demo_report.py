@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from saliency_r1.cli import demo_report as rep
-from saliency_r1.cli.demo_pipeline import load_preset
+from saliency_r1.experiments import report as rep
+from saliency_r1.experiments.pipeline import load_preset
 
 ARMS = {
     "sft": {"accuracy": 0.80, "energy_pg": 0.20, "pg": 0.30},
@@ -86,3 +86,25 @@ def test_demo_end_to_end_in_miniature_then_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/.done")} == marks
     again = json.loads((out / "summary.json").read_text())
     assert again["arms"] == summary["arms"] and again["focus"] == summary["focus"]
+
+
+def test_experiments_sit_between_evaluation_and_cli():
+    """``experiments`` imports nothing from ``cli``; no earlier stage imports ``experiments``; the CLI's demo
+    module is a thin layer (no stage logic) and no module finds configs through ``parents[...]`` of its file."""
+    import ast
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "saliency_r1"
+    for path in (src / "experiments").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = "." * node.level + (node.module or "")
+                assert not re.match(r"(\.\.|saliency_r1\.)cli", mod), path
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "parents[" not in text, path
+        if path.parent.name not in ("experiments", "cli"):
+            assert not re.search(r"(\.\.|saliency_r1\.)experiments", text), path
+    demo = ast.parse((src / "cli" / "demo.py").read_text())
+    assert {n.name for n in demo.body if isinstance(n, ast.FunctionDef)} <= {"add_parser", "run", "_parse_sets"}

@@ -10,7 +10,7 @@ import transformers
 from saliency_r1.attribution.decompose import trace
 from saliency_r1.attribution.maps import build_plan
 from saliency_r1.attribution.reference import naive_trace
-from saliency_r1.attribution.spans import Spans
+from saliency_r1.grammar import Spans
 from saliency_r1.models.presets import IMAGE_PAD, VISION_END, VISION_START
 from saliency_r1.models.spec import get_spec
 

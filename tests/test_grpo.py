@@ -81,7 +81,7 @@ def test_all_configs_load_and_variants_differ_as_in_table_9():
 def test_grpo_trains_on_the_cold_start_world():
     """GRPO prompts come from the same ShapesWorld distribution as the SFT cold start (and the demo's held-out
     split): a different world would make the start model guess, and the saliency signal drown."""
-    from saliency_r1.cli.demo_pipeline import PRESETS, world
+    from saliency_r1.experiments.pipeline import PRESETS, world
     from saliency_r1.data import ShapesWorldConfig
     from saliency_r1.training.sft import load_config
 

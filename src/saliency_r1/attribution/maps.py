@@ -15,7 +15,7 @@ import torch.nn as nn
 from ..errors import InputError
 from ..models.spec import ModelSpec, unwrap
 from .decompose import TraceOutput, TracePlan, trace
-from .spans import Spans
+from ..grammar import Spans
 
 logger = logging.getLogger(__name__)
 

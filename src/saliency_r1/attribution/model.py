@@ -16,7 +16,7 @@ from .decompose import trace
 from .inputs import open_image, prompt_inputs, response_ids, teacher_forced
 from .maps import build_plan, image_grids, split_examples, to_grids
 from .result import SaliencyResult
-from .spans import Spans, find_spans
+from ..grammar import Spans, cut_at_end, end_ids, find_spans
 
 
 @dataclass
@@ -50,11 +50,8 @@ class SaliencyModel:
 
     @property
     def end_ids(self) -> frozenset[int]:
-        """End-of-turn ids: the generation config's eos ids and the tokenizer's eos."""
-        eos = getattr(self.hf.generation_config, "eos_token_id", None)
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        ids.add(self.processor.tokenizer.eos_token_id)
-        return frozenset(i for i in ids if i is not None)
+        """End-of-turn ids (:func:`saliency_r1.grammar.end_ids`)."""
+        return end_ids(self.hf, self.processor.tokenizer)
 
     def generate(self, prompt: dict, **generate_kwargs) -> list[int]:
         """Generate a response to one prepared prompt with HF ``generate``; returns its ids (eos kept).
@@ -67,11 +64,7 @@ class SaliencyModel:
         generate_kwargs["suppress_tokens"] = sorted(suppress)
         with torch.no_grad():
             seq = self.model.generate(**inputs, **generate_kwargs)
-        ids = seq[0, prompt["input_ids"].shape[1]:].tolist()
-        for k, t in enumerate(ids):
-            if t in self.end_ids:
-                return ids[:k + 1]
-        return ids
+        return cut_at_end(seq[0, prompt["input_ids"].shape[1]:].tolist(), self.end_ids)
 
     def explain(self, image_or_images, question: str, response=None, *, think_query_offset: int = 0,
                 **generate_kwargs) -> SaliencyResult:

@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 from PIL import Image, UnidentifiedImageError
 
 from .._images import header_size, read_image
+from ..grammar import split_reasoning
 from . import _boxes
 
 
@@ -184,32 +185,14 @@ def convert(boxes: list[list[float]], fmt: str, width: int, height: int, field_n
         raise Skip(field_name, str(e)) from None
 
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_CONCLUSION = re.compile(r"<CONCLUSION>(.*?)</CONCLUSION>", re.DOTALL | re.IGNORECASE)
-_ANY_TAG = re.compile(r"</?[A-Za-z]+>")
-
-
 def split_response(text: Any) -> tuple[Optional[str], str]:
-    """``(reasoning, answer)`` of a response: ``<think>…</think>`` then the answer (inside
-    ``<answer>…</answer>`` when present); LLaVA-CoT's ``<CONCLUSION>…</CONCLUSION>`` is the answer
-    and the stages before it the reasoning; otherwise the whole text is the answer.
+    """``(reasoning, answer)`` of a dataset response (:func:`saliency_r1.grammar.split_reasoning`); a
+    non-string value is the answer itself; Skip when the answer is missing or empty.
     """
     if not isinstance(text, str):
         return None, answer_text(text)
-    reasoning = None
-    rest = text
-    m = _THINK.search(text)
-    if m:
-        reasoning, rest = m.group(1).strip(), text[m.end():]
-    m = _ANSWER.search(rest) or (None if reasoning is not None else _ANSWER.search(text))
-    if m:
-        return reasoning, answer_text(m.group(1))
-    m = _CONCLUSION.search(rest)
-    if m:
-        before = _ANY_TAG.sub(" ", rest[: m.start()])
-        return reasoning or (" ".join(before.split()) or None), answer_text(m.group(1))
-    return reasoning, answer_text(rest)
+    reasoning, answer = split_reasoning(text)
+    return reasoning, answer_text(answer)
 
 
 __all__: list[str] = []

@@ -26,6 +26,8 @@ from typing import TypedDict, Union
 
 from PIL import Image
 
+from ..grammar import format_response  # the response format the models learn (re-exported)
+
 SAMPLE_KEYS: tuple[str, ...] = (
     "image", "question", "answer", "boxes", "masks", "reasoning", "source", "id", "width", "height",
 )
@@ -44,17 +46,6 @@ class Sample(TypedDict):
     id: str
     width: int
     height: int
-
-
-def format_response(reasoning: str | None, answer: str) -> str:
-    """The response text the models are trained to produce: ``<think>{reasoning}</think>{answer}``.
-
-    ``None`` reasoning gives an empty think block (the format reward still checks the tags).
-
-    >>> format_response("The circle is red.", "red")
-    '<think>The circle is red.</think>red'
-    """
-    return f"<think>{reasoning or ''}</think>{answer}"
 
 
 __all__ = ["Sample", "SAMPLE_KEYS", "format_response"]

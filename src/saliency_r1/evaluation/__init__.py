@@ -14,6 +14,7 @@ from .focus import focus_gap, paired_traces
 from .likelihood import response_loglik
 from .methods import DEFAULT_METHODS, METHODS, MethodUnavailable, compute_maps, parse_methods
 from .perturb import BLANKS, make_blank, perturb, pixel_order, rank_pixels
+from .quick import accuracy_and_pointing
 from .runner import check_response, faithfulness_record, pointing_record, run_loop
 from .tables import faithfulness_markdown, faithfulness_table, pointing_markdown, pointing_table
 from .tam import rank_gaussian_filter
@@ -23,7 +24,7 @@ __all__ = [
     "FaithfulnessConfig", "Reference", "reference", "deletion_insertion", "normalise", "auc",
     "response_loglik", "BLANKS", "make_blank", "perturb", "pixel_order", "rank_pixels",
     "TARGETS", "Example", "prepare", "visual_embeddings", "loglik_from_embeds",
-    "faithfulness_record", "pointing_record", "check_response", "run_loop",
+    "faithfulness_record", "pointing_record", "check_response", "run_loop", "accuracy_and_pointing",
     "faithfulness_table", "faithfulness_markdown", "pointing_table", "pointing_markdown",
     "rank_gaussian_filter", "focus_gap", "paired_traces",
 ]

@@ -24,7 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..attribution.inputs import open_image, prompt_inputs, response_ids, teacher_forced
 from ..attribution.maps import image_grids, to_grids
-from ..attribution.spans import Spans
+from ..grammar import Spans
 from ..errors import InputError
 
 TARGETS = ("answer", "response")

@@ -10,13 +10,12 @@ area upsampling).
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable
 
 from ..attribution.inputs import open_image, prompt_inputs
-from ..data.schema import format_response
 from ..errors import InputError
+from ..grammar import extract_answer, format_response, is_correct, well_formed
 from ..scoring import score_map
 from .common import prepare
 from .faithfulness import FaithfulnessConfig, deletion_insertion, reference
@@ -66,30 +65,14 @@ def faithfulness_record(smodel, sample: dict, methods: list[str], config: Faithf
     return rec
 
 
-def _norm_text(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
 def check_response(text: str, answer: str) -> tuple[bool, bool, str]:
-    """``(format_ok, correct, predicted answer)`` of a decoded response (end-of-turn cut off).
-
-    Uses the training rewards (:mod:`saliency_r1.rewards`: R_format's strict rules and R_accuracy's
-    normalised match) when that package provides them; otherwise format = ``<think>…</think>`` then a
-    non-empty answer, correct = lower-case, punctuation-free exact match.
+    """``(format_ok, correct, predicted answer)`` of a decoded response, by the training rewards' rules
+    (:mod:`saliency_r1.grammar`: R_format's strict rule, R_accuracy's normalised match).
 
     >>> check_response("<think>it is red</think> Red.", "red")
     (True, True, 'Red.')
     """
-    m = re.search(r"<think>(.*?)</think>(.*)", text, flags=re.S)
-    pred = (m.group(2) if m else text).strip()
-    for tag in ("<answer>", "</answer>"):
-        pred = pred.replace(tag, "").strip()
-    try:
-        from ..rewards.accuracy import answers_match
-        from ..rewards.format import format_reward
-    except ImportError:
-        return bool(m) and bool(pred), _norm_text(pred) == _norm_text(str(answer)), pred
-    return format_reward(completions=[text])[0] == 1.0, bool(answers_match(pred, str(answer))), pred
+    return well_formed(text), is_correct(text, str(answer)), extract_answer(text)
 
 
 def pointing_record(smodel, sample: dict, methods: list[str], response: str = "generated", target: str = "answer",

@@ -13,8 +13,9 @@ Each has a stable ``__name__`` (``format``, ``accuracy``, ``saliency``), so TRL 
 
 from __future__ import annotations
 
-from ._text import completion_text, extract_answer, parse_response
-from .accuracy import AccuracyReward, accuracy_reward, answers_match, normalize_answer
+from ..grammar import answers_match, extract_answer, normalize_answer, parse_response
+from ._text import completion_text
+from .accuracy import AccuracyReward, accuracy_reward
 from .format import format_reward
 from .judge import JudgeConfig, LLMJudge
 from .saliency import SaliencyReward

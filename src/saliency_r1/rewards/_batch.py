@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..attribution.spans import Spans
+from ..grammar import Spans
 from ..models.spec import get_spec
 
 

@@ -1,93 +1,20 @@
 """R_accuracy (method.md §4): normalised exact match, or an LLM judge when one is configured.
 
-The answer is read after ``</think>`` (:func:`saliency_r1.rewards._text.extract_answer`) and compared
-with the ``answer`` column. Normalisation (:func:`normalize_answer`): lower case; a leading
-"the answer is" / "answer:" dropped; punctuation dropped; articles (a, an, the) dropped; number words
-zero..twenty and the tens up to ninety become digits; numbers canonical (``"02"``, ``"2.0"`` → ``"2"``,
-``"1,000"`` → ``"1000"``). Then (:func:`answers_match`):
-
-- multiple choice: a ground truth ``"B"``, ``"(B)"``, ``"B)"`` or ``"B. text"`` is letter ``B``; a
-  prediction ``"B"``, ``"(B)"``, ``"B."``, ``"B: text"``, ``"(B) text"`` names letter ``B`` (upper case
-  only, so the article "a" is never read as a choice); without a letter, a non-empty normalised
-  prediction may match the choice's text or the truth itself (a one-letter label ``"K"`` read as ``"k"``);
-- yes/no: a ground truth ``yes``/``no`` matches a prediction whose first word is the same;
-- otherwise the normalised strings must be equal.
+The answer is read after ``</think>`` (:func:`saliency_r1.grammar.extract_answer`) and compared with
+the ``answer`` column by :func:`saliency_r1.grammar.answers_match` (normalisation and the
+multiple-choice and yes/no rules are documented there): :func:`saliency_r1.grammar.is_correct`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from ..errors import InputError
-from ._text import completion_text, extract_answer, last_user_text
+from ..grammar import answers_match, extract_answer, is_correct
+from ._text import completion_text, last_user_text
 
 logger = logging.getLogger(__name__)
-
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-          "sixteen seventeen eighteen nineteen twenty").split()
-NUMBER_WORDS: dict[str, str] = {w: str(i) for i, w in enumerate(_UNITS)}
-NUMBER_WORDS.update({w: str(10 * i) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)})
-ARTICLES = frozenset({"a", "an", "the"})
-_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is\b|:)\s*", re.I)
-_TOKENS = re.compile(r"\d+(?:\.\d+)?|[^\W_]+")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_GT_CHOICE = re.compile(r"^\s*\(?([A-Z])\)?\s*(?:[.:)]\s*(.*))?$", re.S)
-_PRED_CHOICE = re.compile(r"^\s*(?:\(([A-Z])\)|([A-Z])(?:\s*$|[.:)]))")
-
-
-def _canon_number(tok: str) -> str:
-    whole, _, frac = tok.partition(".")
-    whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
-    return f"{whole}.{frac}" if frac else whole
-
-
-def normalize_answer(text: str) -> str:
-    """Normalised answer text (module docstring).
-
-    >>> normalize_answer("The answer is: Two red circles.")
-    '2 red circles'
-    >>> normalize_answer("1,000.50")
-    '1000.5'
-    """
-    t = _PREFIX.sub("", str(text).strip().lower())
-    out = []
-    for tok in _TOKENS.findall(_THOUSANDS.sub("", t)):
-        if tok in ARTICLES:
-            continue
-        if tok in NUMBER_WORDS:
-            tok = NUMBER_WORDS[tok]
-        elif tok[0].isdigit():
-            tok = _canon_number(tok)
-        out.append(tok)
-    return " ".join(out)
-
-
-def _choice(prediction: str) -> str | None:
-    m = _PRED_CHOICE.match(_PREFIX.sub("", prediction.strip()))
-    return (m.group(1) or m.group(2)) if m else None
-
-
-def answers_match(prediction: str, truth: str) -> bool:
-    """Whether a predicted answer matches the ground truth under the module's rules.
-
-    >>> [answers_match(p, t) for p, t in [("(B)", "B"), ("B. red", "B"), ("a red one", "A"), ("Yes, it is.", "yes"),
-    ...                                   ("three", "3"), ("The Circle", "circle"), ("red", "B. red"), ("no", "yes"),
-    ...                                   ("k", "K"), ("a", "A")]]
-    [True, True, False, True, True, True, True, False, True, False]
-    """
-    gt = _GT_CHOICE.match(truth)
-    if gt:
-        letter = _choice(prediction)
-        if letter is not None:
-            return letter == gt.group(1)
-        p = normalize_answer(prediction)  # no letter: the choice's text, or the truth as text ('k' for 'K')
-        return bool(p) and p in {normalize_answer(t) for t in (gt.group(2), truth) if t}
-    p, t = normalize_answer(prediction), normalize_answer(truth)
-    if t in ("yes", "no"):
-        return p.split(" ", 1)[0] == t
-    return p == t
 
 
 def _answers(answer: Any, n: int) -> list:
@@ -114,8 +41,7 @@ def accuracy_reward(prompts: Any = None, completions: Any = None, completion_ids
     truths = _answers(answer, len(completions))
     out: list[float | None] = []
     for c, t in zip(completions, truths):
-        pred = extract_answer(completion_text(c))
-        out.append(None if t is None else float(bool(pred) and answers_match(pred, str(t))))
+        out.append(None if t is None else float(is_correct(completion_text(c), str(t))))
     return out
 
 
@@ -169,4 +95,4 @@ class AccuracyReward:
         return out
 
 
-__all__ = ["accuracy_reward", "AccuracyReward", "normalize_answer", "answers_match", "NUMBER_WORDS", "ARTICLES"]
+__all__ = ["accuracy_reward", "AccuracyReward"]

@@ -6,7 +6,7 @@ For completion o with prompt x (image I, evidence boxes B in pixel xyxy of I):
 
 with S the holistic map (method.md §2, or the ``think`` / ``answer`` / ``attn`` variant) of o,
 computed exactly on the merged-patch grid (:func:`saliency_r1.scoring.score_grid`). A completion
-whose format is broken (:func:`saliency_r1.rewards._text.parse_response`) or whose spans cannot be
+whose format is broken (:func:`saliency_r1.grammar.parse_response`) or whose spans cannot be
 found scores 0 without tracing (so does one holding image placeholder tokens such as a generated
 ``<|image_pad|>``); a row without boxes (and without masks when ``region="masks"``)
 or without an image scores None (TRL ignores it for this reward) and is counted.
@@ -41,43 +41,17 @@ import torch
 import torch.nn as nn
 
 from ..attribution.maps import VARIANTS, holistic_maps
-from ..attribution.spans import find_spans
 from ..errors import InputError
 from ..models.spec import get_spec, unwrap
 from ..scoring import alignment, map_to_pixels, pointing_game, region_mask, score_grid
 from ..scoring.masks import polygons_to_mask
 from ._batch import batch_inputs, encode_once, shares_vision, to_device
-from ._text import completion_text, parse_response
+from ..grammar import cut_at_end, end_ids, find_spans, well_formed
+from ._text import completion_text
 
 logger = logging.getLogger(__name__)
 
 REGIONS = ("boxes", "masks")
-
-
-def end_ids(hf: nn.Module, tokenizer) -> frozenset[int]:
-    """End-of-turn ids: the generation config's eos ids and the tokenizer's eos.
-
-    >>> from saliency_r1.models.tiny import build_tiny
-    >>> model, proc = build_tiny()
-    >>> sorted(proc.tokenizer.convert_ids_to_tokens(sorted(end_ids(model, proc.tokenizer))))
-    ['<|endoftext|>', '<|im_end|>']
-    """
-    eos = getattr(getattr(hf, "generation_config", None), "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    ids.add(tokenizer.eos_token_id)
-    return frozenset(int(i) for i in ids if i is not None)
-
-
-def cut_at_end(ids: list[int], ends: frozenset[int]) -> list[int]:
-    """The ids up to and including the first end-of-turn id.
-
-    >>> cut_at_end([5, 6, 2, 0, 0], frozenset({2}))
-    [5, 6, 2]
-    """
-    for k, t in enumerate(ids):
-        if t in ends:
-            return ids[:k + 1]
-    return ids
 
 
 def row_images(i: int, prompts: Any, image: Any = None, images: Any = None) -> list:
@@ -185,7 +159,7 @@ class SaliencyReward:
             imgs = row_images(i, prompts, image, images)
             if not region_ok or not imgs:
                 counts["none_no_boxes" if not region_ok else "none_no_image"] += 1
-            elif not parse_response(completion_text(c)).well_formed:
+            elif not well_formed(completion_text(c)):
                 out[i] = 0.0
                 counts["format_broken"] += 1
             else:
@@ -355,4 +329,4 @@ def _image_digest(im: Any) -> bytes:
         return repr(id(im)).encode()
 
 
-__all__ = ["SaliencyReward", "REGIONS", "row_images", "cut_at_end", "end_ids"]
+__all__ = ["SaliencyReward", "REGIONS", "row_images"]

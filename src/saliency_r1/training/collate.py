@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from ..attribution.inputs import chat_prompt, open_image
-from ..data.schema import format_response
 from ..errors import InputError
+from ..grammar import end_of_turn_id, format_response
 
 IGNORE_INDEX = -100
 _PADDED = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
@@ -36,22 +36,6 @@ def response_text(example: dict[str, Any]) -> str:
         raise InputError(f"example {example.get('id', '?')!r} has no answer and no response; every SFT example needs "
                          "an 'answer' (with optional 'reasoning') or a 'response'")
     return format_response(example.get("reasoning"), str(answer))
-
-
-def end_of_turn_id(tokenizer) -> int:
-    """The id that closes an assistant turn: ``<|im_end|>`` when the vocabulary has it, else the eos token.
-
-    >>> from saliency_r1.models.tiny import build_tiny
-    >>> tok = build_tiny()[1].tokenizer
-    >>> tok.convert_ids_to_tokens(end_of_turn_id(tok))
-    '<|im_end|>'
-    """
-    tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if tid is None or tid == tokenizer.unk_token_id:
-        tid = tokenizer.eos_token_id
-    if tid is None:
-        raise InputError("the tokenizer has neither <|im_end|> nor an eos token; set an eos token on the tokenizer")
-    return int(tid)
 
 
 def encode_example(processor, example: dict[str, Any], end_id: int, max_length: int | None = None) -> dict:

@@ -4,11 +4,15 @@ holistic maps point at the evidence (energy-PG and PG, method.md §3) against a 
 Uniform baseline: a uniform map has energy-PG = (evidence area / image area), and its arg-max is undefined,
 so its PG is taken as the expected PG of a uniformly random pixel, which is the same area fraction. Both are
 reported as ``uniform`` (the mean over the scored samples).
+
+Accuracy, format and the predicted answer use the rewards' own rules (:mod:`saliency_r1.grammar`):
+``correct`` = :func:`~saliency_r1.grammar.is_correct` (R_accuracy's normalised match of the answer after
+the last ``</think>``), ``format`` = :func:`~saliency_r1.grammar.well_formed` (R_format's strict rule:
+non-blank reasoning, exactly one ``<think>…</think>`` block, then a non-blank answer).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -17,36 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-
-_FORMAT = re.compile(r"^\s*<think>.*?</think>\s*\S", re.DOTALL)
-
-
-def normalise_answer(text: str) -> str:
-    """Lower case, single spaces, no surrounding punctuation or quotes.
-
-    >>> normalise_answer("  Red. ")
-    'red'
-    """
-    text = " ".join(str(text).lower().split())
-    return text.strip(" .,:;!?\"'`")
-
-
-def final_answer(response: str) -> str:
-    """The text after the last ``</think>`` (the whole response when there is none).
-
-    >>> final_answer("<think>It is red.</think>red")
-    'red'
-    """
-    return response.rsplit("</think>", 1)[-1].strip()
-
-
-def format_ok(response: str) -> bool:
-    """``<think>…</think>`` then a non-empty answer (the format reward's rule).
-
-    >>> format_ok("<think>x</think>red"), format_ok("red")
-    (True, False)
-    """
-    return bool(_FORMAT.match(response))
+from ..grammar import extract_answer, is_correct, well_formed
 
 
 def family_of(source: str) -> str:
@@ -78,10 +53,10 @@ def score_one(model, sample: dict, max_new_tokens: int) -> dict[str, Any]:
     res = model.explain(sample["image"], sample["question"], max_new_tokens=max_new_tokens, do_sample=False)
     text = res.response_text
     rec = {"id": sample.get("id"), "family": family_of(sample.get("source", "")), "response": text,
-           "answer": sample["answer"], "prediction": final_answer(text), "format": format_ok(text),
+           "answer": sample["answer"], "prediction": extract_answer(text), "format": well_formed(text),
            "tokens": int(len(res.response_ids)), "holistic": res.holistic is not None,
            "distracted": is_distracted(text)}
-    rec["correct"] = normalise_answer(rec["prediction"]) == normalise_answer(sample["answer"])
+    rec["correct"] = is_correct(text, sample["answer"])
     if sample.get("boxes"):
         size = res.image_sizes[0]
         rec["uniform"] = uniform_baseline(size, sample["boxes"])
@@ -111,16 +86,15 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             "distracted_rate": mean("distracted", records)}
 
 
-def accuracy_and_pointing(model_dir, samples: list[dict], max_new_tokens: int = 64,
-                          return_records: bool = False) -> dict[str, Any]:
+def accuracy_and_pointing(model_dir, samples: list[dict], max_new_tokens: int = 64) -> dict[str, Any]:
     """Greedy answers and holistic maps of ``samples``, scored overall and per family.
 
     ``model_dir``: a checkpoint directory or an already loaded :class:`~saliency_r1.SaliencyModel`.
-    Accuracy: normalised exact match of the text after ``</think>`` with the sample's answer. Pointing: mean
+    Accuracy and format: the rewards' rules (module docstring). Pointing: mean
     energy-PG and PG of the holistic map over the samples with boxes, ``uniform`` the uniform map's value
     (module docstring). Returns ``{"n", "accuracy", "format_rate", "holistic_rate", "energy_pg", "pg",
     "uniform", "n_scored", "mean_response_tokens", "distracted_rate", "per_family": {family: same keys},
-    "seconds"}`` and ``"records"`` (one dict per sample) when ``return_records``.
+    "seconds"}``; one sample's record is :func:`score_one`.
 
     >>> import tempfile
     >>> from saliency_r1.data import generate
@@ -142,10 +116,7 @@ def accuracy_and_pointing(model_dir, samples: list[dict], max_new_tokens: int = 
     out = summarise(records)
     out["per_family"] = {k: summarise(v) for k, v in sorted(by_family.items())}
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    if return_records:
-        out["records"] = records
     return out
 
 
-__all__ = ["accuracy_and_pointing", "score_one", "summarise", "normalise_answer", "final_answer", "format_ok",
-           "family_of", "uniform_baseline"]
+__all__ = ["accuracy_and_pointing", "score_one", "summarise", "family_of", "uniform_baseline"]

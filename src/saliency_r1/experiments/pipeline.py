@@ -120,7 +120,7 @@ def run_grpo(out: Path, arm: str, start: Path, preset: Preset, seed: int) -> Pat
 
 def evaluate(out: Path, arm: str, model_dir: Path, samples: list[dict]) -> dict[str, Any]:
     """Accuracy per family, format rate, energy-PG / PG, response length on the held-out split."""
-    from ..training.evaluate_quick import accuracy_and_pointing
+    from ..evaluation.quick import accuracy_and_pointing
 
     path = out / "eval" / f"{arm}.json"
     if not path.is_file():
@@ -135,8 +135,7 @@ def counterfactual(out: Path, arm: str, model_dir: Path, samples: list[dict]) ->
     from .. import load_model
     from ..attribution.inputs import prompt_inputs
     from ..evaluation.counterfactual import counterfactual_accuracy
-    from ..rewards.accuracy import answers_match
-    from ..training.evaluate_quick import final_answer
+    from ..grammar import answers_match, extract_answer
 
     path = out / "counterfactual" / f"{arm}.json"
     if not path.is_file():
@@ -144,7 +143,7 @@ def counterfactual(out: Path, arm: str, model_dir: Path, samples: list[dict]) ->
 
         def answer(image, question):
             ids = sm.generate(prompt_inputs(sm.processor, [image], question), max_new_tokens=64, do_sample=False)
-            return final_answer(sm.processor.tokenizer.decode(ids, skip_special_tokens=True))
+            return extract_answer(sm.processor.tokenizer.decode(ids, skip_special_tokens=True))
 
         res = counterfactual_accuracy(answer, samples, answers_match)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,135 @@
+"""The whole demo run: ShapesWorld -> SFT cold start -> GRPO with the saliency reward and, from the same start,
+without it (Vision-R1) -> evaluation on a held-out split -> counterfactual test -> ``report.html``,
+``summary.json``, ``summary.md``. Re-running with the same output folder resumes: finished stages are skipped.
+
+The command line (``saliency-r1 demo``, :mod:`saliency_r1.cli.demo`) only parses arguments and calls
+:func:`run_demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .._io import atomic_write_text
+from ..attribution.maps import VARIANTS
+from . import pipeline as dp
+from . import report as rep
+
+
+def arms(preset: dp.Preset) -> list[str]:
+    """The arms one seed trains and evaluates: the SFT start, both GRPO arms, then the preset's variants.
+
+    >>> arms(dp.PRESETS["quick"])
+    ['sft', 'vision-r1', 'saliency-r1']
+    """
+    return ["sft", "vision-r1", "saliency-r1", *preset.variants]
+
+
+def run_seed(out: Path, preset: dp.Preset, seed: int, bar) -> dict:
+    """All stages of one seed; returns per-arm metrics, counterfactual results and model dirs."""
+    test = dp.held_out(preset, seed, preset.n_test)
+    bar.set_description(f"seed {seed}: SFT cold start")
+    models = {"sft": dp.run_sft(out, preset, seed)}
+    bar.update()
+    for arm in arms(preset)[1:]:
+        bar.set_description(f"seed {seed}: GRPO {arm}")
+        models[arm] = dp.run_grpo(out, arm, models["sft"], preset, seed)
+        bar.update()
+    metrics = {}
+    for arm, model_dir in models.items():
+        bar.set_description(f"seed {seed}: evaluate {arm}")
+        metrics[arm] = rep.flat_metrics(dp.evaluate(out, arm, model_dir, test))
+        bar.update()
+    bar.set_description(f"seed {seed}: counterfactual test")
+    cf = {arm: dp.counterfactual(out, arm, models[arm], test[:preset.n_counterfactual]) for arm in dp.ARMS}
+    bar.update()
+    bar.set_description(f"seed {seed}: focused vs distracted reasoning")
+    focus = {arm: dp.focus(out, arm, models[arm], preset, seed) for arm in dp.ARMS}
+    by_variant = {v: dp.focus(out, "sft", models["sft"], preset, seed, variant=v) for v in VARIANTS}
+    bar.update()
+    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "focus_variants": by_variant,
+            "models": {k: str(v) for k, v in models.items()}}
+
+
+def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int = 3) -> Path:
+    """Before / after explanations of the same held-out questions, side by side (interactive)."""
+    from .. import load_model
+    from ..viz import comparison_html
+
+    picked = [s for s in samples if s["source"].startswith("shapes/attribute") and s["boxes"]][:n]
+    loaded = {arm: load_model(models[arm]) for arm in dp.ARMS}
+    sections = []
+    for s in picked:
+        for arm in dp.ARMS:
+            res = loaded[arm].explain(s["image"], s["question"], max_new_tokens=64, do_sample=False)
+            scores = res.score(boxes=s["boxes"]) if res.holistic is not None else {}
+            label = f"{rep.LABELS[arm]} — {s['question']} (truth: {s['answer']})"
+            sections.append((label, res, s["boxes"], {k: v for k, v in scores.items() if k != "which"}))
+    return comparison_html(sections, out / "explanations.html", title="Before / after: the same questions")
+
+
+def link_models(root: Path, seed: int, names: list[str]) -> None:
+    """``root/<arm>`` -> ``seed<seed>/<arm>`` (relative symlinks), so that ``saliency-r1 explain --model
+    runs/demo/saliency-r1`` loads the last seed's model (the loader follows a run dir to ``merged/`` or
+    ``final/``). Where symlinks are not allowed, nothing is linked."""
+    for arm in names:
+        link = root / arm
+        try:
+            if link.is_symlink():
+                link.unlink()
+            if not link.exists():
+                link.symlink_to(Path(f"seed{seed}") / arm, target_is_directory=True)
+        except OSError:
+            return
+
+
+def summary_markdown(summary: dict[str, Any], preset: dp.Preset) -> str:
+    """``summary.md``: the tables and the verdict of one demo run."""
+    seeds = summary["seeds"]
+    return (f"# saliency-r1 demo ({summary['preset']}, seeds {seeds}, {preset.n_test} held-out questions)\n\n"
+            f"{rep.markdown_table(summary['arms'])}\n\n## Counterfactual (accuracy %, Gaussian noise; seed "
+            f"{seeds[-1]})\n\n{rep.counterfactual_table(summary['counterfactual'])}\n\n"
+            f"## Does the saliency reward prefer focused reasoning?\n\n{rep.focus_table(summary['focus'])}\n\n"
+            f"On the SFT start, by reward variant:\n\n{rep.focus_table(summary['focus_variants'])}\n\n"
+            f"**Verdict.** {summary['verdict']['text']}\n")
+
+
+def run_demo(root: Path, preset: dp.Preset, preset_name: str, seeds: tuple[int, ...]) -> tuple[dict, str, Path]:
+    """Every stage of every seed, then the summary, the curves, the explanations and the report.
+
+    Returns ``(summary, summary_markdown, report_path)``; ``summary.json`` and ``summary.md`` are written
+    next to ``report.html`` in ``root``.
+    """
+    t0 = time.perf_counter()
+    per_seed, cf, focus, by_variant, last = [], {}, [], [], None
+    n_stages = 1 + (len(arms(preset)) - 1) + len(arms(preset)) + 2
+    with tqdm(total=n_stages * len(seeds), unit="stage", desc="demo") as bar:
+        for seed in seeds:
+            last = run_seed(root / f"seed{seed}", preset, seed, bar)
+            per_seed.append(last["metrics"])
+            cf = last["counterfactual"]
+            focus.append(last["focus"])
+            by_variant.append(last["focus_variants"])
+    table = {arm: rep.aggregate([m[arm] for m in per_seed]) for arm in arms(preset)}
+    summary = {"preset": preset_name, "seeds": list(seeds), "n_test": preset.n_test, "arms": table,
+               "per_seed": per_seed, "counterfactual": cf, "focus": rep.aggregate_focus(focus),
+               "focus_variants": rep.aggregate_focus(by_variant), "verdict": rep.verdict(table),
+               "timings": {"total_s": round(time.perf_counter() - t0, 1)}}
+    seed_dir = root / f"seed{seeds[-1]}"
+    link_models(root, seeds[-1], arms(preset))
+    expl = explanations(root, last["models"], dp.held_out(preset, seeds[-1], preset.n_test))
+    curves = rep.training_curves({a: seed_dir / a for a in arms(preset)[1:]}, root / "training_curves.png")
+    summary["timings"]["total_s"] = round(time.perf_counter() - t0, 1)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=1))
+    md = summary_markdown(summary, preset)
+    atomic_write_text(root / "summary.md", md)
+    return summary, md, rep.write_report(root, summary, curves, expl)
+
+
+__all__ = ["arms", "run_seed", "explanations", "link_models", "summary_markdown", "run_demo"]
