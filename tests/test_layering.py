@@ -1,7 +1,7 @@
 """Folders follow the pipeline: every import inside ``saliency_r1`` (module-level or inside a function) goes to the
 same stage or an earlier one. One table, :data:`STAGES`, written once; a package that is not in it fails the test.
 
-The order: the foundation (errors, file and image I/O, config reading) → ``models`` and ``data`` (inputs) →
+The order: the foundation (errors, file and image I/O, config reading, the response grammar) → ``models`` and ``data`` (inputs) →
 ``capture`` → ``attribution`` → ``scoring`` → ``rewards`` → ``training`` | ``evaluation`` (siblings: neither imports
 the other; both may use the rewards — GRPO trains on them, the focus test evaluates them) → ``viz`` →
 ``experiments`` (the demo) → ``cli``. The package root (``saliency_r1/__init__.py``) is the public API and may
@@ -17,7 +17,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "saliency_r1"
 
-FOUNDATION = {"errors", "_io", "_images", "_config_types", "config_io", "configs"}
+FOUNDATION = {"errors", "_io", "_images", "_config_types", "config_io", "configs", "grammar"}
 STAGES: dict[str, int] = {
     **{name: 0 for name in FOUNDATION},
     "models": 1, "data": 1,
