@@ -34,6 +34,7 @@ from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
 from ..rewards.judge import check_judges
 from ._checkpoints import archive_checkpoints, last_complete_checkpoint, set_aside_incomplete
+from ._distributed import process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
 from .run_config import check_report_to, lora_config, trainer_args
@@ -168,12 +169,13 @@ def build_trainer(config: GRPORunConfig, callbacks: list | None = None,
     from ..models.processor import load_processor
 
     out = Path(config.output_dir)
-    model_path = prepare_model_dir(config)
     funcs, weights = build_rewards(config.rewards, out)
     init = {"dtype": str(resolve_dtype(config.model.dtype)).replace("torch.", "")}
     if config.model.attn_implementation:
         init["attn_implementation"] = config.model.attn_implementation
     args = grpo_args(config, reward_weights=weights, model_init_kwargs=init)
+    process_state(args)  # the process group first (on CPU a bare PartialState() is single-process)
+    model_path = prepare_model_dir(config)
     return SaliencyGRPOTrainer(model=str(model_path), reward_funcs=funcs, args=args,
                                train_dataset=build_dataset(config.data),
                                processing_class=load_processor(model_path, config.model.image_min_pixels,
@@ -203,9 +205,10 @@ def train_grpo(config: GRPORunConfig, callbacks: list | None = None, rollout_fun
     """Run (or resume) GRPO; export ``adapter/`` and ``merged/`` when it completes. Returns ``output_dir``."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run_config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     stopper = GracefulStop()
     trainer = build_trainer(config, callbacks=[stopper, *(callbacks or [])], rollout_func=rollout_func)
+    if trainer.accelerator.is_main_process:  # every file once, by the main process
+        (out / "run_config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     ckpt = _resume_point(config)
     stopper.install()
     try:
