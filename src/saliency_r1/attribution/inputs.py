@@ -1,4 +1,7 @@
-"""Images and prompts in: open, normalise and check images; build chat prompts and teacher-forced batches."""
+"""Images and prompts in: open, normalise and check images; build chat prompts and response ids.
+
+The teacher-forced batch is :mod:`saliency_r1.attribution.batch`.
+"""
 
 from __future__ import annotations
 
@@ -118,16 +121,4 @@ def response_ids(processor, response, end_id: int) -> list[int]:
     return ids
 
 
-def teacher_forced(prompt: dict, resp: list[int]) -> dict:
-    """Prompt inputs + response ids -> one forward's inputs. ``mm_token_type_ids`` is extended with
-    zeros for the response (without it M-RoPE is silently skipped)."""
-    r = torch.tensor([resp], dtype=torch.long)
-    out = dict(prompt)
-    out["input_ids"] = torch.cat([prompt["input_ids"], r], 1)
-    out["attention_mask"] = torch.cat([prompt["attention_mask"], torch.ones_like(r)], 1)
-    if "mm_token_type_ids" in prompt:
-        out["mm_token_type_ids"] = torch.cat([prompt["mm_token_type_ids"], torch.zeros_like(r)], 1)
-    return out
-
-
-__all__ = ["open_image", "user_turn", "chat_prompt", "prompt_inputs", "response_ids", "teacher_forced"]
+__all__ = ["open_image", "user_turn", "chat_prompt", "prompt_inputs", "response_ids"]

@@ -1,10 +1,8 @@
 """Helpers shared by CLI commands: quiet libraries, atomic files, JSONL input rows, a resumable
 JSONL record log, and summary tables (markdown + JSON).
 
-The record log is the source of truth for resuming a batch: a row counts as done only once its
-record is in the log, and every record is flushed and fsynced as it is written, so a crash loses at
-most the row in flight. A truncated last line (a crash mid-write) is ignored on reading and cut off
-by the next append's leading newline.
+The record log (:class:`saliency_r1._io.RecordLog`, shared with the evaluation) is the source of truth
+for resuming a batch: a row counts as done only once its record is in the log.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import errno as errno_mod
 import functools
 import json
-import math
 import os
 import re
 import shutil
@@ -23,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import atomic_write_text, output_lock
+from .._io import RecordLog, atomic_write_text, json_safe, output_lock, write_json
 from ..errors import InputError, SaliencyR1Error
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,22 +35,6 @@ def quiet_libraries(debug: bool = False) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Atomically write ``data`` as indented UTF-8 JSON (NaN/inf become null)."""
-    return atomic_write_text(path, json.dumps(_finite(data), indent=1, ensure_ascii=False) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def safe_name(text: str, limit: int = 120) -> str:
@@ -248,62 +229,6 @@ def locked_out(what: str) -> Callable:
     return wrap
 
 
-class RecordLog:
-    """An append-only JSONL log of per-row records, flushed and fsynced line by line.
-
-    >>> import tempfile
-    >>> log = RecordLog(tempfile.mkdtemp() + "/records.jsonl")
-    >>> log.append({"id": "a", "status": "ok"})
-    >>> log.latest()["a"]["status"]
-    'ok'
-    """
-
-    def __init__(self, path: str | Path, key: str = "id") -> None:
-        """A log at ``path`` whose records are identified by ``record[key]``."""
-        self.path = Path(path)
-        self.key = key
-        self.bad_lines = 0
-
-    def read(self) -> list[dict]:
-        """All well-formed records in file order (a truncated or malformed line is counted, skipped)."""
-        self.bad_lines = 0
-        if not self.path.is_file():
-            return []
-        records = []
-        with open(self.path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    self.bad_lines += 1
-                    continue
-                if isinstance(rec, dict) and self.key in rec:
-                    records.append(rec)
-                else:
-                    self.bad_lines += 1
-        return records
-
-    def latest(self) -> dict[str, dict]:
-        """The last record of each key."""
-        return {str(rec[self.key]): rec for rec in self.read()}
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record as one line; flush and fsync before returning."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(_finite(dict(record)), ensure_ascii=False)
-        with open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":  # a crash left half a line: end it so ours parses
-                    fh.write(b"\n")
-            fh.write(line.encode("utf-8") + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
 def check_run_options(path: str | Path, options: Mapping[str, Any]) -> None:
     """Record a batch run's options in ``path``; a resumed run must pass the same ones.
 
@@ -311,7 +236,7 @@ def check_run_options(path: str | Path, options: Mapping[str, Any]) -> None:
     folder would make its summary meaningless, so a mismatch is an :class:`InputError`.
     """
     p = Path(path)
-    options = json.loads(json.dumps(_finite(dict(options))))
+    options = json.loads(json.dumps(json_safe(dict(options))))
     if p.is_file():
         try:
             before = json.loads(p.read_text(encoding="utf-8"))

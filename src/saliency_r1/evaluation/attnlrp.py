@@ -79,7 +79,7 @@ class _IdentityRule(Function):
     @staticmethod
     def forward(ctx, fn, x, eps=1e-10):
         y = fn(x)
-        ctx.save_for_backward(y / (x + eps))
+        ctx.save_for_backward(torch.nan_to_num(y / (x + eps), nan=0.0, posinf=0.0, neginf=0.0))  # fp16: eps -> 0
         return y
 
     @staticmethod
