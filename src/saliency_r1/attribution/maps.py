@@ -19,27 +19,9 @@ from ..models.spec import ModelSpec, unwrap
 from ..grammar import Spans
 from .batch import TracedBatch, image_grids
 from .decompose import TraceOutput, TracePlan, trace
+from .options import RELU, VARIANTS, check_options, variant_field
 
 logger = logging.getLogger(__name__)
-
-VARIANTS = ("full", "think", "answer", "attn")
-"""Holistic-map variants (method.md §2): ``full`` is the thinking-bottleneck rollout."""
-
-RELU = ("per_token", "after_sum")
-"""Where the ReLU goes when token maps are summed: on each token's map before the sum (method.md, the
-paper; default) or once on the sum (the authors' released code)."""
-
-
-def variant_field(variant: str) -> str:
-    """The :class:`ExampleMaps` / ``SaliencyResult`` field holding ``variant``'s map.
-
-    >>> variant_field("full"), variant_field("attn")
-    ('holistic', 'attn')
-    """
-    if variant not in VARIANTS:
-        raise InputError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    return "holistic" if variant == "full" else variant
-
 
 @dataclass
 class ExampleMaps:
@@ -135,8 +117,7 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans], first:
 
     ``first``: the first traced position per example (the ``first_rows`` the plan was built with).
     """
-    if relu not in RELU:
-        raise InputError(f"unknown relu placement {relu!r}; use one of {', '.join(RELU)}")
+    check_options(relu, 0)
     res = []
     for b, sp in enumerate(spans):
         n, v = int(plan.row_mask[b].sum()), int(plan.visual_mask[b].sum())
@@ -165,6 +146,7 @@ def trace_batch(model: nn.Module, spec: ModelSpec, batch: TracedBatch, *, answer
     skips the §2 rollout (``holistic`` / ``attn`` None). ``think_query_offset``: see :func:`build_plan`;
     ``relu``: :data:`RELU`.
     """
+    check_options(relu, think_query_offset)
     hf = unwrap(model)
     image_token = int(spec.get(hf, spec.image_token_attr))
     device = next(model.parameters()).device

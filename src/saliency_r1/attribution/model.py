@@ -16,6 +16,7 @@ from ..models.spec import ModelSpec, get_spec, unwrap
 from .batch import build_batch, to_device
 from .inputs import open_image, prompt_inputs, response_ids
 from .maps import to_grids, trace_batch
+from .options import check_options
 from .result import SaliencyResult
 from ..grammar import Spans, cut_at_end, end_ids, find_spans
 
@@ -95,14 +96,17 @@ class SaliencyModel:
         return cut_at_end(seq[0, prompt["input_ids"].shape[1]:].tolist(), self.end_ids)
 
     def explain(self, image_or_images, question: str, response=None, *, think_query_offset: int = 0,
-                truncate_response: bool = False, **generate_kwargs) -> SaliencyResult:
+                relu: str = "per_token", truncate_response: bool = False, **generate_kwargs) -> SaliencyResult:
         """Explain one answer: generate it (``response=None``) or teacher-force the given one, then trace.
 
         The trace is one teacher-forced forward over prompt + response with the model's own attention
         kernel (method.md §1-§2). ``generate_kwargs`` (``max_new_tokens``, ``do_sample``,
         ``temperature``...) go to HF ``generate`` (``max_new_tokens`` capped at the positions the prompt leaves).
         A given response longer than the model's positions after the prompt is refused with one line, or cut to
-        fit with a warning when ``truncate_response`` (:meth:`fit_response`).
+        fit with a warning when ``truncate_response`` (:meth:`fit_response`). The paper's definitions are the
+        defaults; for parity with the authors' code: ``relu="after_sum"`` (one ReLU on the summed answer/thinking
+        maps instead of one per token) and ``think_query_offset=-1`` (the first hop read at the position
+        predicting each thinking token). Per-token maps (``token_maps``) are always ReLU per token.
 
         >>> import tempfile
         >>> from PIL import Image
@@ -113,6 +117,7 @@ class SaliencyModel:
         >>> res.grids, res.contributions.shape[1], res.holistic[0].shape
         ([(2, 3)], 6, torch.Size([2, 3]))
         """
+        check_options(relu, think_query_offset)
         images = image_or_images if isinstance(image_or_images, (list, tuple)) else [image_or_images]
         images = [open_image(im, min_side=self.patch_pixels) for im in images]
         t0 = time.perf_counter()
@@ -135,7 +140,7 @@ class SaliencyModel:
             raise InputError(f"the response holds image placeholder tokens "
                              f"{self.processor.tokenizer.convert_ids_to_tokens(bad)}; remove them from the response")
         t1 = time.perf_counter()
-        result = self.trace_one(prompt, ids, images, question, think_query_offset)
+        result = self.trace_one(prompt, ids, images, question, think_query_offset, relu)
         result.meta["timings"] = {"generate_s": t_gen, "trace_s": time.perf_counter() - t1}
         return result
 

@@ -11,6 +11,12 @@ found scores 0 without tracing (so does one holding image placeholder tokens suc
 ``<|image_pad|>``); a row without boxes (and without masks when ``region="masks"``)
 or without an image scores None (TRL ignores it for this reward) and is counted.
 
+Options (method.md §2-§3; the paper's definition is the default): ``relu="after_sum"`` puts one ReLU on
+the sum of the answer tokens' maps (the authors' code) instead of one per token; ``think_query_offset=-1``
+reads the first hop at the position predicting each thinking token (the authors' off-by-one);
+``authors_box_bug=True`` reproduces a bug of the authors' reward code, y2 scaled by the image width
+(:func:`saliency_r1.scoring.authors_box_bug`): for parity runs only.
+
 How it gets the model: :meth:`SaliencyReward.bind` (``reward.bind(trainer)``) keeps the trainer; each
 call unwraps the current policy with TRL's ``unwrap_model_for_generation`` (which gathers ZeRO-3
 shards) and runs ONE extra no-grad traced forward per chunk of ``batch_size`` completions via
@@ -42,10 +48,11 @@ import torch
 import torch.nn as nn
 
 from ..attribution.batch import build_batch
-from ..attribution.maps import RELU, VARIANTS, holistic_maps
+from ..attribution.maps import holistic_maps
+from ..attribution.options import VARIANTS, check_options
 from ..errors import InputError
 from ..models.spec import ModelSpec, get_spec, unwrap
-from ..scoring import alignment, map_to_pixels, pointing_game, region_mask, score_grid
+from ..scoring import alignment, authors_box_bug, map_to_pixels, pointing_game, region_mask, score_grid
 from ..scoring.masks import polygons_to_mask
 from ._batch import encode_once, shares_vision
 from ..grammar import cut_at_end, end_ids, find_spans, well_formed
@@ -119,18 +126,18 @@ class SaliencyReward:
 
     def __init__(self, variant: str = "full", model: nn.Module | Callable[[], nn.Module] | None = None,
                  processor: Any = None, *, region: str = "boxes", batch_size: int = 4, think_query_offset: int = 0,
-                 log_pg: bool = True, share_vision: bool = True, relu: str = "per_token", name: str = "saliency"):
+                 log_pg: bool = True, share_vision: bool = True, relu: str = "per_token",
+                 authors_box_bug: bool = False, name: str = "saliency"):
         if variant not in VARIANTS:
             raise InputError(f"unknown saliency variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if region not in REGIONS:
             raise InputError(f"unknown region {region!r}; use one of {', '.join(REGIONS)}")
-        if relu not in RELU:
-            raise InputError(f"unknown relu placement {relu!r}; use one of {', '.join(RELU)}")
+        check_options(relu, think_query_offset)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.variant, self.region, self.batch_size = variant, region, batch_size
         self.think_query_offset, self.log_pg, self.share_vision = think_query_offset, log_pg, share_vision
-        self.relu = relu
+        self.relu, self.authors_box_bug = relu, authors_box_bug
         self._model, self.processor = model, processor
         self.trainer = None
         self.chat_template_kwargs: dict = {}
@@ -294,6 +301,10 @@ class SaliencyReward:
         use_masks = self.region == "masks" and masks is not None and _has_region(masks[i])
         evidence = masks[i] if use_masks else boxes[i]
         try:
+            if self.authors_box_bug and not use_masks:  # parity with the authors' bug (scoring.authors_box_bug)
+                evidence = authors_box_bug(evidence, size)
+                if not evidence:
+                    return 0.0, (0.0 if self.log_pg else None)
             key = (use_masks, tuple(size), repr(evidence))
             if key not in regions:
                 regions[key] = (region_mask(size, masks=[polygons_to_mask(p, size) for p in evidence])

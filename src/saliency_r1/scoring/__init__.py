@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .boxes import BOX_FORMATS, from_xyxy, parse_box_string, to_xyxy
+from .boxes import BOX_FORMATS, authors_box_bug, from_xyxy, parse_box_string, to_xyxy
 from .masks import as_mask, boxes_to_mask, polygons_to_mask
 from .metrics import PG_TIES, alignment, pointing_game, region_mask, score_grid, score_grids, score_map
 from .upsample import UPSAMPLE_MODES, map_to_pixels
@@ -67,7 +67,7 @@ def score_result(result: "SaliencyResult", boxes: Any = None, masks: Any = None,
 
 __all__ = [
     "BOX_FORMATS", "UPSAMPLE_MODES", "PG_TIES", "MAP_KINDS",
-    "parse_box_string", "to_xyxy", "from_xyxy",
+    "parse_box_string", "to_xyxy", "from_xyxy", "authors_box_bug",
     "boxes_to_mask", "polygons_to_mask", "as_mask", "region_mask",
     "map_to_pixels",
     "alignment", "pointing_game", "score_map", "score_grid", "score_grids", "score_result",

@@ -115,7 +115,8 @@ def build_rewards(cfg: Any, output_dir: Path) -> tuple[list, list[float]]:
     weights.append(float(cfg.accuracy))
     if cfg.saliency > 0 or keep:
         funcs.append(SaliencyReward(cfg.variant, region=cfg.region, batch_size=cfg.saliency_batch_size,
-                                    think_query_offset=cfg.think_query_offset))
+                                    think_query_offset=cfg.think_query_offset, relu=cfg.relu,
+                                    authors_box_bug=cfg.authors_box_bug))
         weights.append(float(cfg.saliency))
     return funcs, weights
 
