@@ -122,7 +122,8 @@ def floor(tiny: Path, length: int, reps: int = 4, device: str = "cpu", dtype: st
     from saliency_r1.models.loading import load_hf
     from saliency_r1.models.spec import get_spec
     from saliency_r1.rewards import SaliencyReward
-    from saliency_r1.rewards._batch import batch_inputs, encode_once
+    from saliency_r1.attribution.batch import build_batch
+    from saliency_r1.rewards._batch import encode_once
     from saliency_r1.grammar import end_ids, find_spans
 
     model, proc = load_hf(tiny, device=device, dtype=dtype)
@@ -139,8 +140,10 @@ def floor(tiny: Path, length: int, reps: int = 4, device: str = "cpu", dtype: st
                           boxes=[s["boxes"]] * 8)
     p = reward._prompt_inputs(prompt, [s["image"]], {})
     spans = [find_spans(tok, i, end_ids(model, tok)) for i in ids]
-    inputs, starts, abs_spans = batch_inputs([p] * 8, ids, spans, tok.pad_token_id, encode_once(model, [p] * 8, device))
     spec = get_spec(model)
+    batch = build_batch([p] * 8, ids, spans, tok.pad_token_id, int(spec.get(model, spec.merge_size_attr)),
+                        image_embeds=encode_once(model, [p] * 8, device)).to(device)
+    inputs, starts, abs_spans = batch.inputs, batch.starts, batch.spans
     out = {}
     with torch.no_grad():
         for name, fn in (("plain_forward", lambda: model(**inputs, use_cache=False, logits_to_keep=1)),

@@ -189,7 +189,7 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default=None, help="a checkpoint directory instead of a random model")
     ap.add_argument("--layers", type=int, default=2, help="decoder layers of the 3b/7b shape")
     ap.add_argument("--vision-layers", type=int, default=2, help="vision blocks of the 3b/7b shape")
-    ap.add_argument("--methods", default="ours,attention,rollout,cam,gradcam,ixg,ig,tam",
+    ap.add_argument("--methods", default="ours,attention,rollout,cam,gradcam,ixg,ig,tam,attnlrp",
                     help="comma-separated methods (generation alone is always measured)")
     ap.add_argument("--samples", type=int, default=3, help="timed samples per method (after one warm-up)")
     ap.add_argument("--image-size", type=int, default=168, help="square image side in pixels")

@@ -63,6 +63,29 @@ def checkpointing_sft_yaml(out) -> str:
                   "save_total_limit": None, "disable_tqdm": True, "torch_threads": 1}})
 
 
+def accelerate_launch(*args: str) -> tuple[list[str], dict]:
+    """``(cmd, env)`` of ``accelerate launch`` with TWO CPU processes (DDP over gloo) running ``args`` (a script and
+    its arguments, or ``-m module ...``), on a free port of its own.
+
+    ``accelerate launch --cpu --num_processes 2`` runs ONE process on a single machine (accelerate 1.15 only spawns
+    CPU workers through mpirun), so the launch is ``--multi_gpu`` with no visible GPU: torchrun starts two
+    processes and accelerate falls back to MULTI_CPU with the gloo backend (the run's ``use_cpu`` args pick it).
+    """
+    import socket
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           str(port), *args]
+    return cmd, env
+
+
 def make_image(w: int = 168, h: int = 140, seed: int = 0) -> Image.Image:
     """A small scene with a few coloured shapes (deterministic)."""
     g = torch.Generator().manual_seed(seed)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_image
+import saliency_r1
 from saliency_r1.errors import SaliencyR1Error
 
 LONG = os.environ.get("SALIENCY_R1_LONG_FUZZ") == "1"
@@ -35,7 +36,7 @@ def test_any_image_size(tiny, w, h):
     assert rw == gw * res.patch_pixels and rh == gh * res.patch_pixels
     for m in (res.holistic[0], res.token_maps[0]):
         assert torch.isfinite(m).all() and (m >= 0).all()
-    s = res.score(boxes=[[0, 0, w / 2, h / 2]])
+    s = saliency_r1.score(res, boxes=[[0, 0, w / 2, h / 2]])
     assert 0.0 <= s["energy_pg"] <= 1.0 and s["pg"] in (0.0, 1.0)
 
 
@@ -62,7 +63,8 @@ def test_any_response_string(tiny, text):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=st.lists(st.tuples(st.integers(56, 196), st.integers(56, 196), responses), min_size=1, max_size=3))
 def test_any_batch_equals_one_by_one(tiny, rows):
-    from saliency_r1.attribution.inputs import prompt_inputs, response_ids, teacher_forced
+    from saliency_r1.attribution.batch import teacher_forced
+    from saliency_r1.attribution.inputs import prompt_inputs, response_ids
     from saliency_r1.attribution.maps import holistic_maps
 
     sm, eos = tiny, tiny.processor.tokenizer.eos_token_id

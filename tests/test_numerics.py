@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import saliency_r1
 from saliency_r1 import load_model
 from saliency_r1.errors import NumericalError
 
@@ -31,7 +32,8 @@ def test_nan_in_model_output_is_reported(tiny_dir, image):
 
 
 def test_nan_gives_none_in_the_batched_path(tiny_dir, image):
-    from saliency_r1.attribution.inputs import prompt_inputs, response_ids, teacher_forced
+    from saliency_r1.attribution.batch import teacher_forced
+    from saliency_r1.attribution.inputs import prompt_inputs, response_ids
     from saliency_r1.attribution.maps import holistic_maps
 
     sm = load_model(tiny_dir)
@@ -49,5 +51,5 @@ def test_zero_norm_hidden_state_and_all_zero_map_are_finite(tiny, image):
     from PIL import Image
 
     res = tiny.explain(Image.new("RGB", (84, 84)), "Q?", response=RESP)
-    s = res.score(boxes=[[0, 0, 40, 40]])
+    s = saliency_r1.score(res, boxes=[[0, 0, 40, 40]])
     assert 0.0 <= s["energy_pg"] <= 1.0 and s["pg"] in (0.0, 1.0)

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import saliency_r1
 from saliency_r1.attribution.result import SaliencyResult
 from saliency_r1.errors import InputError
 from saliency_r1.scoring import (
@@ -344,12 +345,12 @@ def _result(holistic: bool = True) -> SaliencyResult:
 def test_score_result():
     res = _result()
     box = [0, 10, 20, 20]
-    assert score_result(res, boxes=box) == {"energy_pg": pytest.approx(0.75), "pg": 1.0, "which": "holistic"}
-    assert res.score(box)["energy_pg"] == pytest.approx(0.75)
+    assert score_result(res, boxes=box) == {"energy_pg": pytest.approx(0.75), "pg": 1.0}  # floats only
+    assert saliency_r1.score(res, box)["energy_pg"] == pytest.approx(0.75)
     assert score_result(res, boxes=box, which="answer")["energy_pg"] == pytest.approx(0.0)
     # token 1's map is [[3, 0], [0, 1]]: the bottom-right cell holds a quarter, the arg-max is top-left
     assert score_result(res, boxes=[20, 10, 40, 20], which=1) == {
-        "energy_pg": pytest.approx(0.25), "pg": 0.0, "which": 1}
+        "energy_pg": pytest.approx(0.25), "pg": 0.0}
     assert score_result(res, boxes=box, which=-1)["energy_pg"] == 0.0
     with pytest.raises(InputError, match="no <think> span"):
         score_result(_result(holistic=False), boxes=box)

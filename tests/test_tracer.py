@@ -8,7 +8,8 @@ import torch
 from conftest import make_image
 from saliency_r1 import load_model
 from saliency_r1.attribution.decompose import trace
-from saliency_r1.attribution.inputs import prompt_inputs, response_ids, teacher_forced
+from saliency_r1.attribution.batch import teacher_forced
+from saliency_r1.attribution.inputs import prompt_inputs, response_ids
 from saliency_r1.attribution.maps import build_plan, holistic_maps
 from saliency_r1.attribution.reference import naive_trace
 

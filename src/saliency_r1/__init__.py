@@ -27,6 +27,7 @@ from .attribution.model import SaliencyModel, from_pretrained_objects, load_mode
 from .attribution.result import SaliencyResult
 from .errors import InputError, SaliencyR1Error, UnsupportedModelError
 from .models.tiny import tiny_checkpoint
+from .scoring import score_result as score
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "from_pretrained_objects",
     "SaliencyModel",
     "SaliencyResult",
+    "score",
     "holistic_maps",
     "tiny_checkpoint",
     "SaliencyR1Error",

@@ -95,6 +95,28 @@ def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(3, idx[:, None, None, :, None].expand(B, K, G, idx.shape[1], C))
 
 
+def softmax_rows(query: torch.Tensor, key: torch.Tensor, qpos: torch.Tensor, allowed: torch.Tensor,
+                 scaling: float) -> torch.Tensor:
+    """Attention rows ``softmax(q_i K^T · scaling)`` of the queries at ``qpos`` only, float32, recomputed from
+    a layer's post-RoPE ``query (B, H, T, E)`` and ``key (B, K, T', E)`` (GQA: ``K`` kv heads, ``G = H / K``).
+
+    ``qpos (B, Q)`` query positions; ``allowed (B, 1, 1, Q, T')`` the keys each query may see (causal and
+    padding). Returns ``(B, K, G, Q, T')``; a row that sees no key is NaN.
+
+    >>> q = torch.zeros(1, 2, 3, 4); k = torch.zeros(1, 1, 3, 4)
+    >>> allowed = (torch.arange(3)[None, :] <= torch.tensor([1, 2])[:, None])[None, None, None]
+    >>> softmax_rows(q, k, torch.tensor([[1, 2]]), allowed, 0.5)[0, 0, 0]
+    tensor([[0.5000, 0.5000, 0.0000],
+            [0.3333, 0.3333, 0.3333]])
+    """
+    B, H, T, E = query.shape
+    K, Q = key.shape[1], qpos.shape[1]
+    q = query.gather(2, qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
+    q = q.view(B, K, H // K, Q, E)  # (B, K, G, Q, E)
+    scores = torch.einsum("bkgqe,bkte->bkgqt", q, key.float()) * scaling  # (B, K, G, Q, T')
+    return scores.masked_fill_(~allowed, float("-inf")).softmax(-1)
+
+
 class LogitDecomposer:
     """Per-layer callback that accumulates §1 contributions and the §2 rollout, layer by layer."""
 
@@ -130,12 +152,7 @@ class LogitDecomposer:
 
     def _probs(self, module, query, key) -> torch.Tensor:
         """Softmax rows of the traced queries over all keys, float32: ``(B, K, G, Q, T)``."""
-        B, H, T, E = query.shape
-        K, Q = key.shape[1], self.qpos.shape[1]
-        q = query.gather(2, self.qpos[:, None, :, None].expand(B, H, Q, E)).float()  # (B, H, Q, E)
-        q = q.view(B, K, H // K, Q, E)  # (B, K, G, Q, E)
-        scores = torch.einsum("bkgqe,bkte->bkgqt", q, key.float()) * module.scaling  # (B, K, G, Q, T)
-        probs = scores.masked_fill_(~self.allowed, float("-inf")).softmax(-1)
+        probs = softmax_rows(query, key, self.qpos, self.allowed, module.scaling)
         return torch.nan_to_num(probs, nan=0.0) if self.empty_rows else probs
 
     @torch.no_grad()

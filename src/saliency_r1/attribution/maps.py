@@ -1,7 +1,9 @@
 """From a traced batch to maps: build the plan, run the tracer, cut per example and per image.
 
-This is the batched lower-level entry for training code: prompt + completion ids with pixel inputs
-and spans in, holistic (or variant) maps out, without generating.
+:func:`trace_batch` is the one tracer entry: a :class:`~saliency_r1.attribution.batch.TracedBatch` in,
+one :class:`ExampleMaps` per example out. ``SaliencyModel.explain`` calls it on a batch of one, the
+saliency reward on a batch of completions (through :func:`holistic_maps`, the batched lower-level
+entry for training code: padded inputs, starts and spans in, per-image maps out, without generating).
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import torch.nn as nn
 
 from ..errors import InputError
 from ..models.spec import ModelSpec, unwrap
-from .decompose import TraceOutput, TracePlan, trace
 from ..grammar import Spans
+from .batch import TracedBatch, image_grids
+from .decompose import TraceOutput, TracePlan, trace
+from .options import RELU, VARIANTS, check_options, variant_field
 
 logger = logging.getLogger(__name__)
-
-VARIANTS = ("full", "think", "answer", "attn")
-"""Holistic-map variants (method.md §2): ``full`` is the thinking-bottleneck rollout."""
-
 
 @dataclass
 class ExampleMaps:
@@ -33,8 +33,14 @@ class ExampleMaps:
     answer: torch.Tensor | None        # (V,)
     attn: torch.Tensor | None          # (V,)
     target_logits: torch.Tensor        # (N,)
+    grids: list[tuple[int, int]]       # merged grid (h, w) per image
     think_attn: torch.Tensor | None = None   # (J, V) thinking tokens' attention on the visual tokens, Σ_{l,h}
-    value_logit: torch.Tensor | None = None  # (V,) the holistic map's value x logit factor alone, ReLU per row
+    value_logit: torch.Tensor | None = None  # (V,) the holistic map's value x logit factor alone (ReLU as holistic)
+
+    def on_grids(self, field: str) -> list[torch.Tensor] | None:
+        """``field``'s map laid on each image's grid (None when undefined)."""
+        m = getattr(self, field)
+        return to_grids(m, self.grids) if m is not None else None
 
     @property
     def finite(self) -> bool:
@@ -53,26 +59,19 @@ def _pad(seqs: list[torch.Tensor], fill: int = 0) -> tuple[torch.Tensor, torch.T
     return out, mask
 
 
-def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_starts: list[int],
+def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, first_rows: list[int],
                spans: list[Spans], image_token_id: int, columns: str = "visual",
-               think_query_offset: int = 0, rows: str = "response") -> TracePlan:
-    """Index tensors for one padded batch. ``spans`` are absolute; ``response_starts`` absolute.
+               think_query_offset: int = 0) -> TracePlan:
+    """Index tensors for one padded batch. ``spans`` are absolute; ``first_rows`` the absolute position of
+    the first traced token of each example (its response start, or :func:`first_rows`).
 
     ``columns="all"`` keeps every valid position (the exactness check). ``think_query_offset=-1``
     reads the first hop at the position predicting each thinking token (the authors' code).
-    ``rows="answer"`` traces only the rows predicting answer tokens: enough for the holistic map and
-    its ``attn`` variant (training rewards), and cheaper; per-token maps then cover the answer only.
     """
     if columns not in ("visual", "all"):
         raise InputError(f"columns must be 'visual' or 'all', not {columns!r}")
-    if rows not in ("response", "answer"):
-        raise InputError(f"rows must be 'response' or 'answer', not {rows!r}")
-    if rows == "answer":
-        starts = [sp.answer[0] if sp.think is not None and sp.answer is not None else rs
-                  for rs, sp in zip(response_starts, spans)]
-        return build_plan(input_ids, attention_mask, starts, spans, image_token_id, columns, think_query_offset)
     rows, targets, vis, tq, tk, arows = [], [], [], [], [], []
-    for b, rs in enumerate(response_starts):
+    for b, rs in enumerate(first_rows):
         valid = attention_mask[b].nonzero().flatten()
         end = int(valid.max()) + 1
         if not 0 < rs < end:
@@ -82,7 +81,7 @@ def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_s
         targets.append(input_ids[b, rs:end])
         vis.append(valid if columns == "all" else (input_ids[b] == image_token_id).nonzero().flatten())
         sp = spans[b]
-        if sp.think is not None and sp.answer is not None:
+        if sp.complete:
             j = torch.arange(*sp.think)
             tq.append(j + think_query_offset)
             tk.append(j)
@@ -99,38 +98,69 @@ def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_s
                      answer_rows=ar_t, answer_mask=ans_mask, key_mask=attention_mask.long())
 
 
-def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans],
-                   response_starts: list[int]) -> list[ExampleMaps]:
-    """Cut the padded trace into per-example maps (ReLU where method.md says so)."""
+def first_rows(starts: list[int], spans: list[Spans], answer_only: bool) -> list[int]:
+    """Absolute position of the first traced token per example: the response start, or with
+    ``answer_only`` the first answer token where both spans exist (the rollout needs the answer rows only).
+
+    >>> first_rows([5, 5], [Spans((5, 7), (8, 9)), Spans(None, None)], answer_only=True)
+    [8, 5]
+    """
+    return [sp.answer[0] if answer_only and sp.complete else rs for rs, sp in zip(starts, spans)]
+
+
+def _summed(c: torch.Tensor, relu: str) -> torch.Tensor:
+    """``(n, V)`` -> ``(V,)``: Σ ReLU(c) (``per_token``) or ReLU(Σ c) (``after_sum``)."""
+    return c.clamp_min(0).sum(0) if relu == "per_token" else c.sum(0).clamp_min(0)
+
+
+def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans], first: list[int],
+                   grids: list[list[tuple[int, int]]], relu: str = "per_token") -> list[ExampleMaps]:
+    """Cut the padded trace into per-example maps (ReLU where method.md says so; ``relu``: :data:`RELU`).
+
+    ``first``: the first traced position per example (the ``first_rows`` the plan was built with).
+    """
+    check_options(relu, 0)
     res = []
     for b, sp in enumerate(spans):
         n, v = int(plan.row_mask[b].sum()), int(plan.visual_mask[b].sum())
         c = out.contributions[b, :n, :v].cpu()
-        relu = c.clamp_min(0)
         think = answer = hol = attn = think_attn = value_logit = None
-        rs = response_starts[b]
-        if sp.think is not None and sp.think[0] >= rs:  # (a plan with rows="answer" has no thinking rows)
-            think = relu[sp.think[0] - rs:sp.think[1] - rs].sum(0)
+        rs = first[b]
+        if sp.think is not None and sp.think[0] >= rs:  # (a plan of the answer rows only has no thinking rows)
+            think = _summed(c[sp.think[0] - rs:sp.think[1] - rs], relu)
         if sp.answer is not None and sp.answer[0] >= rs:
-            answer = relu[sp.answer[0] - rs:sp.answer[1] - rs].sum(0)
-        if out.holistic is not None and sp.think is not None and sp.answer is not None:
+            answer = _summed(c[sp.answer[0] - rs:sp.answer[1] - rs], relu)
+        if out.holistic is not None and sp.complete:
             a = int(plan.answer_mask[b].sum())
-            hol = out.holistic[b, :a, :v].cpu().clamp_min(0).sum(0)
+            hol = _summed(out.holistic[b, :a, :v].cpu(), relu)
             attn = out.attn[b, :a, :v].cpu().sum(0)
             if out.think_attn is not None:
                 think_attn = out.think_attn[b, :int(plan.think_mask[b].sum()), :v].cpu()
-                value_logit = out.value_logit[b, :a, :v].cpu().clamp_min(0).sum(0)
-        res.append(ExampleMaps(c, hol, think, answer, attn, out.target_logits[b, :n].cpu(), think_attn, value_logit))
+                value_logit = _summed(out.value_logit[b, :a, :v].cpu(), relu)
+        res.append(ExampleMaps(c, hol, think, answer, attn, out.target_logits[b, :n].cpu(), grids[b], think_attn,
+                               value_logit))
     return res
 
 
-def image_grids(image_grid_thw: torch.Tensor, merge: int) -> list[tuple[int, int]]:
-    """Merged grid ``(h, w)`` of each image; row-major over (grid_h / merge, grid_w / merge).
+def trace_batch(model: nn.Module, spec: ModelSpec, batch: TracedBatch, *, answer_only: bool = False,
+                rollout: bool = True, think_query_offset: int = 0, relu: str = "per_token") -> list[ExampleMaps]:
+    """The one tracer entry: plan, one traced forward, per-example maps (method.md §1-§2).
 
-    >>> image_grids(torch.tensor([[1, 10, 12]]), 2)
-    [(5, 6)]
+    ``batch`` on any device (moved to the model's). ``answer_only`` traces only the rows predicting
+    answer tokens where both spans exist: enough for the holistic map and its ``attn`` variant
+    (training rewards), and cheaper; per-token maps then cover the answer only. ``rollout=False``
+    skips the §2 rollout (``holistic`` / ``attn`` None). ``think_query_offset``: see :func:`build_plan`;
+    ``relu``: :data:`RELU`.
     """
-    return [(int(h) // merge, int(w) // merge) for _, h, w in image_grid_thw.tolist()]
+    check_options(relu, think_query_offset)
+    hf = unwrap(model)
+    image_token = int(spec.get(hf, spec.image_token_attr))
+    device = next(model.parameters()).device
+    first = first_rows(batch.starts, batch.spans, answer_only)
+    ids, mask = batch.inputs["input_ids"].cpu(), batch.inputs["attention_mask"].cpu()
+    plan = build_plan(ids, mask, first, batch.spans, image_token, think_query_offset=think_query_offset)
+    out = trace(model, spec, batch.to(device).inputs, plan.to(device), rollout=rollout)
+    return split_examples(out, plan, batch.spans, first, batch.grids, relu=relu)
 
 
 def grids_per_example(input_ids: torch.Tensor, image_token_id: int,
@@ -163,39 +193,35 @@ def to_grids(flat: torch.Tensor, grids: list[tuple[int, int]]) -> list[torch.Ten
 
 
 def holistic_maps(model: nn.Module, spec: ModelSpec, inputs: dict, response_starts: list[int],
-                  spans: list[Spans], variant: str = "full", think_query_offset: int = 0
+                  spans: list[Spans], variant: str = "full", think_query_offset: int = 0,
+                  relu: str = "per_token", grids: list[list[tuple[int, int]]] | None = None
                   ) -> list[list[torch.Tensor] | None]:
     """Per example, per image ``(h, w)`` map of ``variant``; None where the spans make it undefined.
 
     ``inputs`` are the padded batch inputs (prompt + completion) the model takes; completions may be
-    right-padded (``attention_mask`` zeros) and prompts left-padded.
+    right-padded (``attention_mask`` zeros) and prompts left-padded; ``response_starts`` and ``spans``
+    absolute; ``grids`` each example's merged grids (counted from the image tokens when None). A thin
+    door to :func:`trace_batch` (a :class:`TracedBatch` in its parts).
     """
-    if variant not in VARIANTS:
-        raise InputError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    hf = unwrap(model)
-    image_token = int(spec.get(hf, spec.image_token_attr))
-    merge = int(spec.get(hf, spec.merge_size_attr))
-    device = inputs["input_ids"].device
+    key = variant_field(variant)
+    if grids is None:
+        hf = unwrap(model)
+        image_token = int(spec.get(hf, spec.image_token_attr))
+        merge = int(spec.get(hf, spec.merge_size_attr))
+        grids = grids_per_example(inputs["input_ids"].cpu(), image_token,
+                                  image_grids(inputs["image_grid_thw"].cpu(), merge))
     rollout = variant in ("full", "attn")
-    rows = "answer" if rollout else "response"  # the rollout needs the answer rows only
-    plan = build_plan(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), response_starts, spans,
-                      image_token, think_query_offset=think_query_offset, rows=rows)
-    if rollout:
-        response_starts = [sp.answer[0] if sp.think is not None and sp.answer is not None else rs
-                           for rs, sp in zip(response_starts, spans)]
-    out = trace(model, spec, inputs, plan.to(device), rollout=rollout)
-    grids = grids_per_example(inputs["input_ids"].cpu(), image_token,
-                              image_grids(inputs["image_grid_thw"].cpu(), merge))
-    key = {"full": "holistic"}.get(variant, variant)
+    examples = trace_batch(model, spec, TracedBatch(inputs, list(response_starts), list(spans), grids),
+                           answer_only=rollout, rollout=rollout, think_query_offset=think_query_offset, relu=relu)
     maps = []
-    for b, (ex, g) in enumerate(zip(split_examples(out, plan, spans, response_starts), grids)):
-        m = getattr(ex, key)
+    for b, ex in enumerate(examples):
+        m = ex.on_grids(key) if ex.grids else None
         if m is not None and not ex.finite:
             logger.warning("example %d: the model's forward produced NaN/inf; its map is None", b)
             m = None
-        maps.append(to_grids(m, g) if m is not None and g else None)
+        maps.append(m)
     return maps
 
 
-__all__ = ["VARIANTS", "ExampleMaps", "build_plan", "split_examples", "image_grids", "grids_per_example",
-           "to_grids", "holistic_maps"]
+__all__ = ["VARIANTS", "RELU", "variant_field", "ExampleMaps", "build_plan", "first_rows", "split_examples",
+           "trace_batch", "grids_per_example", "to_grids", "holistic_maps"]

@@ -3,7 +3,8 @@
 Layout of the maps (method.md §1-§2): one merged-patch grid ``(h, w)`` per image, row-major, in the
 order the images appear in the prompt. ``contributions`` keeps the raw (pre-ReLU) logit contributions
 of every visual token in sequence order; ``token_maps`` are the same numbers after ReLU, cut per image
-and laid on each grid.
+and laid on each grid. Scoring a result against boxes is :func:`saliency_r1.score`
+(:func:`saliency_r1.scoring.score_result`): this module imports no later stage.
 """
 
 from __future__ import annotations
@@ -78,17 +79,6 @@ class SaliencyResult:
     @property
     def n_images(self) -> int:
         return len(self.grids)
-
-    def score(self, boxes=None, *, masks=None, box_format: str = "xyxy", image: int = 0,
-              which: str = "holistic", upsample: str = "area") -> dict[str, float]:
-        """Alignment (energy-PG) and pointing game of one map against boxes or masks (method.md §3).
-
-        A thin door to :func:`saliency_r1.scoring.score_map`; see there for the maths.
-        """
-        from ..scoring import score_result  # later pipeline stage: imported on use
-
-        return score_result(self, boxes=boxes, masks=masks, box_format=box_format, image=image,
-                            which=which, upsample=upsample)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``saliency.safetensors`` + ``saliency.json`` (+ ``image_{i}.png``) into ``directory``."""

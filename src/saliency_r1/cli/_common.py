@@ -1,18 +1,14 @@
 """Helpers shared by CLI commands: quiet libraries, atomic files, JSONL input rows, a resumable
 JSONL record log, and summary tables (markdown + JSON).
 
-The record log is the source of truth for resuming a batch: a row counts as done only once its
-record is in the log, and every record is flushed and fsynced as it is written, so a crash loses at
-most the row in flight. A truncated last line (a crash mid-write) is ignored on reading and cut off
-by the next append's leading newline.
+The record log (:class:`saliency_r1._io.RecordLog`, shared with the evaluation) is the source of truth
+for resuming a batch: a row counts as done only once its record is in the log.
 """
 
 from __future__ import annotations
 
-import errno as errno_mod
 import functools
 import json
-import math
 import os
 import re
 import shutil
@@ -23,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import atomic_write_text, output_lock
-from ..errors import InputError, SaliencyR1Error
+from .._io import RecordLog, atomic_write_text, json_safe, output_lock, write_error_line, write_json, writing
+from ..errors import InputError, WriteError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -38,22 +34,6 @@ def quiet_libraries(debug: bool = False) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Atomically write ``data`` as indented UTF-8 JSON (NaN/inf become null)."""
-    return atomic_write_text(path, json.dumps(_finite(data), indent=1, ensure_ascii=False) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def safe_name(text: str, limit: int = 120) -> str:
@@ -98,75 +78,6 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]
                 yield number, None, f"a JSON {type(row).__name__}, not an object; write one {{...}} per line"
                 continue
             yield number, row, None
-
-
-class WriteError(SaliencyR1Error, OSError):
-    """A file could not be written (full disk, read-only file system, permissions, a file in the way)."""
-
-
-_WRITE_FIX = {errno_mod.ENOSPC: "free disk space or choose another --out",
-              errno_mod.EDQUOT: "free space within your disk quota or choose another --out",
-              errno_mod.EROFS: "the file system is read-only; choose another --out",
-              errno_mod.EACCES: "check the folder's permissions or choose another --out",
-              errno_mod.EPERM: "check the folder's permissions or choose another --out",
-              errno_mod.EEXIST: "something is in the way; move it or choose another --out",
-              errno_mod.ENOTDIR: "a file is in the way of a folder; move it or choose another --out",
-              errno_mod.EISDIR: "a folder is in the way of a file; move it or choose another --out",
-              errno_mod.ENAMETOOLONG: "choose a shorter --out path"}
-
-
-def error_errno(exc: BaseException) -> int | None:
-    """The errno of an OSError, or the one a torch ``RuntimeError`` / ``SafetensorError`` message names.
-
-    >>> error_errno(OSError(28, "No space left on device"))
-    28
-    >>> error_errno(RuntimeError('IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'))
-    28
-    """
-    if isinstance(exc, OSError) and exc.errno:
-        return exc.errno
-    text = str(exc)
-    m = re.search(r"(?:code|errno)[:= ]+(\d+)", text, re.IGNORECASE)
-    if m:
-        return int(m.group(1))
-    for code, name in ((errno_mod.ENOSPC, "No space left"), (errno_mod.EDQUOT, "quota exceeded"),
-                       (errno_mod.EROFS, "Read-only file system")):
-        if name.lower() in text.lower():
-            return code
-    return None
-
-
-def write_error_line(path: str | Path, exc: BaseException) -> str:
-    """One line naming the file, the errno's meaning and the fix.
-
-    >>> write_error_line("out/report.html", OSError(30, "Read-only file system"))
-    'could not write out/report.html: Read-only file system (EROFS); the file system is read-only; choose another --out'
-    """
-    code = error_errno(exc)
-    if code is None:
-        why = f"{type(exc).__name__}: {one_line(exc, 160)}"
-        return f"could not write {path}: {why}; check the disk and choose another --out"
-    name = errno_mod.errorcode.get(code, str(code))
-    fix = _WRITE_FIX.get(code, "check the disk and choose another --out")
-    return f"could not write {path}: {os.strerror(code)} ({name}); {fix}"
-
-
-def _is_write_failure(exc: BaseException) -> bool:
-    """OSError, torch's ``RuntimeError`` from a failed ``torch.save``, ``safetensors``' ``SafetensorError``."""
-    if isinstance(exc, SaliencyR1Error):
-        return False
-    return isinstance(exc, (OSError, RuntimeError)) or "Safetensor" in type(exc).__name__
-
-
-@contextmanager
-def writing(path: str | Path) -> Iterator[None]:
-    """Turn a failed write of ``path`` (of any of the types above) into one :class:`WriteError` line."""
-    try:
-        yield
-    except Exception as e:
-        if not _is_write_failure(e):
-            raise
-        raise WriteError(write_error_line(path, e)) from e
 
 
 def _pid_alive(pid: int) -> bool:
@@ -248,62 +159,6 @@ def locked_out(what: str) -> Callable:
     return wrap
 
 
-class RecordLog:
-    """An append-only JSONL log of per-row records, flushed and fsynced line by line.
-
-    >>> import tempfile
-    >>> log = RecordLog(tempfile.mkdtemp() + "/records.jsonl")
-    >>> log.append({"id": "a", "status": "ok"})
-    >>> log.latest()["a"]["status"]
-    'ok'
-    """
-
-    def __init__(self, path: str | Path, key: str = "id") -> None:
-        """A log at ``path`` whose records are identified by ``record[key]``."""
-        self.path = Path(path)
-        self.key = key
-        self.bad_lines = 0
-
-    def read(self) -> list[dict]:
-        """All well-formed records in file order (a truncated or malformed line is counted, skipped)."""
-        self.bad_lines = 0
-        if not self.path.is_file():
-            return []
-        records = []
-        with open(self.path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    self.bad_lines += 1
-                    continue
-                if isinstance(rec, dict) and self.key in rec:
-                    records.append(rec)
-                else:
-                    self.bad_lines += 1
-        return records
-
-    def latest(self) -> dict[str, dict]:
-        """The last record of each key."""
-        return {str(rec[self.key]): rec for rec in self.read()}
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record as one line; flush and fsync before returning."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(_finite(dict(record)), ensure_ascii=False)
-        with open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":  # a crash left half a line: end it so ours parses
-                    fh.write(b"\n")
-            fh.write(line.encode("utf-8") + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
 def check_run_options(path: str | Path, options: Mapping[str, Any]) -> None:
     """Record a batch run's options in ``path``; a resumed run must pass the same ones.
 
@@ -311,7 +166,7 @@ def check_run_options(path: str | Path, options: Mapping[str, Any]) -> None:
     folder would make its summary meaningless, so a mismatch is an :class:`InputError`.
     """
     p = Path(path)
-    options = json.loads(json.dumps(_finite(dict(options))))
+    options = json.loads(json.dumps(json_safe(dict(options))))
     if p.is_file():
         try:
             before = json.loads(p.read_text(encoding="utf-8"))

@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate saliency maps: faithfulness (deletion/insertion) or pointing")
     kinds = p.add_subparsers(dest="kind", required=True)
     f = kinds.add_parser("faithfulness", help="deletion/insertion of each method's map (paper Table 1)")
-    _common(f, "ours,attention,rollout,cam,gradcam,ixg,ig,tam,random")
+    _common(f, "ours,attention,rollout,cam,gradcam,ixg,ig,tam,attnlrp,random")  # = DEFAULT_METHODS
     f.add_argument("--levels", default="5,15,30", help="reported perturbation levels, %% of pixels")
     f.add_argument("--steps", type=int, default=10, help="sweep 0..100%% in this many steps for the AUC (0: none)")
     f.add_argument("--blank", choices=("black", "mean", "blur"), default="black", help="blank reference image")

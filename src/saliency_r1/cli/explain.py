@@ -29,6 +29,7 @@ an ``ok`` record and redoes everything else (skipped rows are retried). Exit sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -37,8 +38,9 @@ from typing import Any
 
 from .._images import original_size
 from .._io import output_lock
+from ..attribution.options import RELU, THINK_QUERY_OFFSETS
 from ..errors import InputError, SaliencyR1Error, UnsupportedModelError
-from ..scoring import BOX_FORMATS, MAP_KINDS, score_result
+from ..scoring import BOX_FORMATS, MAP_KINDS, authors_box_bug, score_result
 from ._common import (BatchTally, RecordLog, check_run_options, iter_jsonl, one_line, quiet_libraries, safe_name,
                       staged_dir, summarise_batch, write_json, writing)
 from .explain_inputs import Example, load_image, row_example, row_id, single_example  # noqa: F401  (re-exported)
@@ -58,6 +60,9 @@ def add_parser(sub) -> None:
     one.add_argument("--image", help="image file (PNG/JPEG/WebP...; CMYK, RGBA, grey, 16-bit are converted)")
     one.add_argument("--question", help="the question (plain text; HTML in it is shown as text)")
     one.add_argument("--response", default=None, help="explain this response (teacher-forced) instead of generating")
+    p.add_argument("--truncate-response", action="store_true",
+                   help="cut a given response that does not fit the model's positions after the prompt (with a "
+                        "warning) instead of refusing it")
     one.add_argument("--box", action="append", default=None, metavar="BOX",
                      help='evidence box "x1,y1,x2,y2" or "[x1, y1, x2, y2]"; repeat for several (union)')
     one.add_argument("--mask", action="append", default=None, metavar="PATH_OR_JSON",
@@ -71,6 +76,14 @@ def add_parser(sub) -> None:
                    help="let batch rows name image/mask files outside the batch file's folder (refused by default)")
     p.add_argument("--out", default=None, help="output directory (single default: runs/explain; batch: required)")
     p.add_argument("--which", default="holistic", choices=MAP_KINDS, help="map to score (default holistic)")
+    rec = p.add_argument_group("the authors' recipe (parity options; defaults are the paper's)")
+    rec.add_argument("--relu", default="per_token", choices=RELU,
+                     help="ReLU each token's map before summing (paper, default) or once after the sum (authors' code)")
+    rec.add_argument("--think-query-offset", type=int, default=0, choices=THINK_QUERY_OFFSETS,
+                     help="first-hop query: 0 the thinking token's own position (paper), -1 the one before (authors')")
+    rec.add_argument("--authors-box-bug", action="store_true",
+                     help="BUG parity: score against boxes with y2 scaled by the image width, as the authors' "
+                          "reward code does (off by default; never for real results)")
     gen = p.add_argument_group("generation (when no response is given)")
     gen.add_argument("--max-new-tokens", type=int, default=256, help="default 256")
     gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
@@ -148,10 +161,19 @@ def load(args: argparse.Namespace):
                          "pass a complete Qwen2-VL / Qwen2.5-VL checkpoint directory") from None
 
 
-def score_all(result, ex: Example, which: str) -> tuple[dict | None, dict[str, dict], str | None]:
-    """Scores of the chosen map, of every available map, and why there are none (or None)."""
+def score_all(result, ex: Example, which: str, box_bug: bool = False
+              ) -> tuple[dict | None, dict[str, dict], str | None]:
+    """Scores of the chosen map, of every available map, and why there are none (or None).
+
+    ``box_bug``: the boxes go through :func:`saliency_r1.scoring.authors_box_bug` first (parity only)."""
     if not ex.boxes and ex.mask is None:
         return None, {}, "no evidence boxes or mask given; pass --box (or boxes in the row) to score"
+    boxes = ex.boxes
+    if box_bug and boxes:
+        boxes = authors_box_bug(boxes, result.image_sizes[0])
+        if not boxes and ex.mask is None:
+            return None, {}, "--authors-box-bug left no box (y2 * W / H <= y1 for every box); no scores"
+    ex = dataclasses.replace(ex, boxes=boxes)
     by_map = {}
     for kind in MAP_KINDS:
         if getattr(result, kind) is not None:
@@ -185,8 +207,10 @@ def explain_example(model, ex: Example, out_dir: Path, args: argparse.Namespace,
     if args.seed is not None:
         torch.manual_seed(args.seed)
     kwargs = generate_kwargs(args) if ex.response is None else {}
-    result = model.explain(ex.image, ex.question, response=ex.response, **kwargs)
-    scores, by_map, note = score_all(result, ex, args.which)
+    result = model.explain(ex.image, ex.question, response=ex.response, relu=args.relu,
+                           think_query_offset=args.think_query_offset,
+                           truncate_response=bool(getattr(args, "truncate_response", False)), **kwargs)
+    scores, by_map, note = score_all(result, ex, args.which, args.authors_box_bug)
     t1 = time.perf_counter()
     boxes = ex.boxes or None
     with writing(out_dir / "saliency"):  # a failed write of any type: one line naming the file
@@ -304,6 +328,9 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options that change a row's result: a resumed batch must keep them."""
     return {"model": str(Path(args.model).resolve()), "dtype": args.dtype, "which": args.which,
             "box_format": args.box_format, "seed": args.seed, **generate_kwargs(args),
+            **({"relu": args.relu} if args.relu != "per_token" else {}),
+            **({"think_query_offset": args.think_query_offset} if args.think_query_offset else {}),
+            **({"authors_box_bug": True} if args.authors_box_bug else {}),
             **({"allow_outside_paths": True} if args.allow_outside_paths else {})}
 
 

@@ -23,25 +23,26 @@ from __future__ import annotations
 
 import torch
 
+from ..attribution.batch import to_device
+from ..attribution.decompose import softmax_rows
 from ..capture.attention import capture_attention
-from .common import Example, on_device, prepare
+from .common import Example, prepare
 
 
 def _softmax_rows(module, query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Softmax rows ``(H, R, T)`` float32 of the queries at ``rows`` over all keys (causal)."""
-    _, H, _, E = query.shape
-    K, T = key.shape[1], key.shape[2]
-    q = query[0, :, rows.to(query.device)].float().view(K, H // K, len(rows), E)  # (K, G, R, E)
-    scores = torch.einsum("kgre,kte->kgrt", q, key[0].float()) * module.scaling  # (K, G, R, T)
-    allowed = torch.arange(T, device=query.device)[None, :] <= rows.to(query.device)[:, None]  # (R, T)
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    return scores.softmax(-1).reshape(H, len(rows), T)  # (H, R, T)
+    """Softmax rows ``(H, R, T)`` float32 of the queries at ``rows`` over all keys (causal), batch of one
+    (:func:`saliency_r1.attribution.decompose.softmax_rows`)."""
+    H, T = query.shape[1], key.shape[2]
+    rows = rows.to(query.device)
+    allowed = torch.arange(T, device=query.device)[None, :] <= rows[:, None]  # (R, T)
+    probs = softmax_rows(query, key, rows[None], allowed[None, None, None], module.scaling)  # (1, K, G, R, T)
+    return probs[0].reshape(H, len(rows), T)  # (H, R, T)
 
 
 def _forward(smodel, ex: Example, callback) -> None:
     """One teacher-forced forward with ``callback`` on every decoder layer's attention inputs."""
     with torch.no_grad(), capture_attention(smodel.model, smodel.spec, callback):
-        smodel.model(**on_device(ex.inputs, smodel.device), use_cache=False, logits_to_keep=1)
+        smodel.model(**to_device(ex.inputs, smodel.device), use_cache=False, logits_to_keep=1)
 
 
 def raw_attention(smodel, image, question: str, response, *, target: str = "answer") -> list[torch.Tensor]:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ..attribution.inputs import open_image, prompt_inputs, response_ids, teacher_forced
-from ..attribution.maps import image_grids, to_grids
+from ..attribution.batch import build_batch, to_device
+from ..attribution.batch import to_device as on_device  # the one device move, under its evaluation name
+from ..attribution.inputs import open_image, prompt_inputs, response_ids
+from ..attribution.maps import to_grids
 from ..grammar import Spans
 from ..errors import InputError
 
@@ -84,16 +86,11 @@ def prepare(smodel, image, question: str, response) -> Example:
     images = [open_image(im, min_side=smodel.patch_pixels) for im in images]
     prompt = prompt_inputs(smodel.processor, images, question)
     ids = response_ids(smodel.processor, response, smodel.processor.tokenizer.eos_token_id)
-    inputs = teacher_forced(prompt, ids)
-    visual = (inputs["input_ids"][0] == smodel.image_token_id).nonzero().flatten()
-    return Example(images=images, question=question, ids=ids, inputs=inputs,
-                   response_start=int(prompt["input_ids"].shape[1]), visual=visual,
-                   grids=image_grids(prompt["image_grid_thw"], smodel.merge_size), spans=smodel.spans(ids))
-
-
-def on_device(inputs: dict, device) -> dict:
-    """Move the tensors of a model-input dict to ``device``."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    spans = smodel.spans(ids)
+    batch = build_batch([prompt], [ids], [spans], 0, smodel.merge_size)  # a batch of one: no padding
+    visual = (batch.inputs["input_ids"][0] == smodel.image_token_id).nonzero().flatten()
+    return Example(images=images, question=question, ids=ids, inputs=batch.inputs, response_start=batch.starts[0],
+                   visual=visual, grids=batch.grids[0], spans=spans)
 
 
 def visual_embeddings(smodel, ex: Example) -> torch.Tensor:
@@ -106,7 +103,7 @@ def visual_embeddings(smodel, ex: Example) -> torch.Tensor:
     >>> tuple(visual_embeddings(sm, prepare(sm, Image.new("RGB", (56, 56)), "Q?", "a")).shape)
     (4, 128)
     """
-    inp = on_device(ex.inputs, smodel.device)
+    inp = to_device(ex.inputs, smodel.device)
     with torch.no_grad():
         out = smodel.spec.encode_images(smodel.hf, inp["pixel_values"], inp["image_grid_thw"])
     return torch.cat(list(out), 0)  # (V, D)
@@ -115,7 +112,7 @@ def visual_embeddings(smodel, ex: Example) -> torch.Tensor:
 def embeds_inputs(ex: Example, embeds: torch.Tensor, device) -> dict:
     """Model inputs for a batch of ``B`` copies of ``ex`` whose visual tokens are ``embeds (B, V, D)``."""
     B = embeds.shape[0]
-    inp = on_device({k: v for k, v in ex.inputs.items() if k != "pixel_values"}, device)
+    inp = to_device({k: v for k, v in ex.inputs.items() if k != "pixel_values"}, device)
     for k in ("input_ids", "attention_mask", "mm_token_type_ids"):
         if k in inp:
             inp[k] = inp[k].expand(B, -1)  # (B, T)

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from .common import Example, loglik_from_embeds, on_device, prepare, visual_embeddings
+from ..attribution.batch import to_device
+from .common import Example, loglik_from_embeds, prepare, visual_embeddings
 
 
 def _forward_func(smodel, ex: Example, target: str):
@@ -49,7 +50,7 @@ def cam(smodel, image, question: str, response, *, target: str = "answer") -> li
     ex = prepare(smodel, image, question, response)
     _, targets = ex.rows(target)
     with torch.no_grad():
-        hidden = smodel.hf.model(**on_device(ex.inputs, smodel.device), use_cache=False).last_hidden_state
+        hidden = smodel.hf.model(**to_device(ex.inputs, smodel.device), use_cache=False).last_hidden_state
         x = hidden[0, ex.visual.to(hidden.device)].float()  # (V, D), final norm applied
         w = smodel.hf.lm_head.weight[targets.to(hidden.device)].float().mean(0)  # (D,)
         s = x @ w  # (V,)

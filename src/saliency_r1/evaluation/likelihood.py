@@ -12,25 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attribution.inputs import chat_prompt, open_image
+from ..attribution.batch import pad_inputs, to_device
+from ..attribution.inputs import open_image, prompt_inputs
 from ..errors import InputError
-from .common import on_device, target_logprobs
-
-
-def _batch_inputs(smodel, images: list, question: str, ids: list[int]) -> tuple[dict, int]:
-    """Teacher-forced inputs of ``B`` one-image prompts with the same response; returns (inputs, start)."""
-    text = chat_prompt(smodel.processor, 1, question)
-    try:
-        prompt = dict(smodel.processor(text=[text] * len(images), images=images, return_tensors="pt"))
-    except ValueError as e:
-        raise InputError(f"the processor refused the image(s): {str(e)[:160]}") from None
-    B, start = prompt["input_ids"].shape
-    r = torch.tensor([ids], dtype=torch.long).expand(B, -1)  # (B, N)
-    prompt["input_ids"] = torch.cat([prompt["input_ids"], r], 1)
-    prompt["attention_mask"] = torch.cat([prompt["attention_mask"], torch.ones_like(r)], 1)
-    if "mm_token_type_ids" in prompt:
-        prompt["mm_token_type_ids"] = torch.cat([prompt["mm_token_type_ids"], torch.zeros_like(r)], 1)
-    return prompt, start
+from .common import target_logprobs
 
 
 def response_loglik(smodel, images: list, question: str, ids: list[int], batch_size: int = 8) -> np.ndarray:
@@ -54,12 +39,13 @@ def response_loglik(smodel, images: list, question: str, ids: list[int], batch_s
     rows = None
     out = []
     for s in range(0, len(images), max(1, int(batch_size))):
-        inputs, start = _batch_inputs(smodel, images[s:s + batch_size], question, ids)
+        prompts = [prompt_inputs(smodel.processor, [im], question) for im in images[s:s + batch_size]]
+        inputs, start = pad_inputs(prompts, [ids] * len(prompts), 0)  # one size: no padding
         T = inputs["input_ids"].shape[1]
         if rows is None:
             rows = torch.arange(start - 1, T - 1)  # (N,) rows predicting the response tokens
         with torch.no_grad():
-            hidden = smodel.hf.model(**on_device(inputs, smodel.device), use_cache=False).last_hidden_state
+            hidden = smodel.hf.model(**to_device(inputs, smodel.device), use_cache=False).last_hidden_state
             lp = target_logprobs(smodel, hidden, rows, torch.tensor(ids))  # (B, N)
         out.append(lp.mean(-1).double().cpu())
     return torch.cat(out).numpy()

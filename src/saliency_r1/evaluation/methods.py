@@ -7,9 +7,10 @@ merged-patch grid of each image, finite and non-negative. A method raises :class
 when its map is undefined for that response (e.g. ``ours-think`` without a thinking span).
 
 ========================  ========================================================================
-``ours``                  holistic map (method.md §2, thinking tokens as bottleneck); when the
-                          response has no think/answer spans, the sum of every response token's
-                          §1 map (flagged ``fallback`` by :func:`compute_maps`)
+``ours``                  holistic map (method.md §2, thinking tokens as bottleneck); undefined
+                          without think/answer spans, where :func:`compute_maps` uses
+                          ``ours-tokens`` instead and flags the record ``fallback``
+``ours-tokens``           sum of every response token's §1 map
 ``ours-think``            sum of the thinking tokens' §1 maps
 ``ours-answer``           sum of the answer tokens' §1 maps
 ``ours-attn``             the bottleneck rollout of raw attention weights (§2 ``attn`` variant)
@@ -18,10 +19,11 @@ when its map is undefined for that response (e.g. ``ours-think`` without a think
 ``cam``, ``gradcam``      :mod:`.gradient_maps`
 ``ixg``, ``ig``           captum InputXGradient / IntegratedGradients (:mod:`.gradient_maps`)
 ``tam``                   Token Activation Map (:mod:`.tam`)
+``attnlrp``               AttnLRP relevance of the visual tokens (:mod:`.attnlrp`)
 ``random``                uniform noise (seeded by the response), the floor any method must beat
 ========================  ========================================================================
 
-AttnLRP is not registered: see docs/baselines.md.
+AttnLRP is a port of the authors' rules, not the ``lxt`` package: see docs/baselines.md.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..attribution.inputs import response_ids
+from ..attribution.maps import variant_field
 from ..errors import InputError
 from .attention_maps import raw_attention, rollout
+from .attnlrp import attnlrp
 from .common import prepare
 from .gradient_maps import cam, gradcam, input_x_gradient, integrated_gradients
 from .tam import tam
@@ -44,21 +47,51 @@ class MethodUnavailable(InputError):
     """The method's map is undefined for this response (the evaluation skips the method there)."""
 
 
+def _variant_maps(res, variant: str) -> list[torch.Tensor]:
+    """``variant``'s maps of an explained response; MethodUnavailable where its spans are missing."""
+    maps = getattr(res, variant_field(variant))
+    if maps is None:
+        raise MethodUnavailable(f"ours{'' if variant == 'full' else '-' + variant}: "
+                                f"{res.holistic_reason or 'span missing'}")
+    return [m.float().clamp_min(0) for m in maps]
+
+
+def _token_sum(res) -> list[torch.Tensor]:
+    return [m.sum(0).float() for m in res.token_maps]  # (N, h, w) -> (h, w)
+
+
 def _ours(variant: str) -> Callable:
-    key = {"full": "holistic"}.get(variant, variant)
+    variant_field(variant)
 
     def method(smodel, image, question: str, response, **_: Any) -> list[torch.Tensor]:
-        res = smodel.explain(image, question, response=response)
-        maps = getattr(res, key)
-        if maps is None and variant == "full":
-            return [m.sum(0).float() for m in res.token_maps]  # (N, h, w) -> (h, w)
-        if maps is None:
-            raise MethodUnavailable(f"ours-{variant}: {res.holistic_reason or 'span missing'}")
-        return [m.float().clamp_min(0) for m in maps]
+        return _variant_maps(smodel.explain(image, question, response=response), variant)
 
     method.__name__ = f"ours_{variant}"
     method.__doc__ = f"Saliency-R1's ``{variant}`` map via ``SaliencyModel.explain``."
     return method
+
+
+def ours_tokens(smodel, image, question: str, response, **_: Any) -> list[torch.Tensor]:
+    """The sum of every response token's §1 map (ReLU per token): defined for any response, with or without
+    think/answer spans. ``compute_maps("ours", ...)`` falls back to it, flagged, where ``ours`` is undefined.
+
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from saliency_r1 import load_model, tiny_checkpoint
+    >>> sm = load_model(tiny_checkpoint(tempfile.mkdtemp() + "/t"))
+    >>> [tuple(m.shape) for m in ours_tokens(sm, Image.new("RGB", (56, 56)), "Q?", "no tags")]
+    [(2, 2)]
+    """
+    return _token_sum(smodel.explain(image, question, response=response))
+
+
+def _ours_or_tokens(smodel, image, question: str, response) -> tuple[list[torch.Tensor], bool]:
+    """``ours``' maps, or (one explain, explicitly flagged) ``ours-tokens``' where ``ours`` is undefined."""
+    res = smodel.explain(image, question, response=response)
+    try:
+        return _variant_maps(res, "full"), False
+    except MethodUnavailable:
+        return _token_sum(res), True
 
 
 def random_map(smodel, image, question: str, response, **_: Any) -> list[torch.Tensor]:
@@ -83,6 +116,7 @@ METHODS: dict[str, Callable] = {
     "ours-think": _ours("think"),
     "ours-answer": _ours("answer"),
     "ours-attn": _ours("attn"),
+    "ours-tokens": ours_tokens,
     "attention": raw_attention,
     "rollout": rollout,
     "cam": cam,
@@ -90,11 +124,13 @@ METHODS: dict[str, Callable] = {
     "ixg": input_x_gradient,
     "ig": integrated_gradients,
     "tam": tam,
+    "attnlrp": attnlrp,
     "random": random_map,
 }
 """Name -> method. ``ours*`` ignore ``target`` (their targets are fixed by method.md §2)."""
 
-DEFAULT_METHODS: tuple[str, ...] = ("ours", "attention", "rollout", "cam", "gradcam", "ixg", "ig", "tam", "random")
+DEFAULT_METHODS: tuple[str, ...] = ("ours", "attention", "rollout", "cam", "gradcam", "ixg", "ig", "tam", "attnlrp",
+                                     "random")
 
 
 def parse_methods(spec: str | list[str] | None) -> list[str]:
@@ -118,6 +154,9 @@ def compute_maps(smodel, name: str, image, question: str, response, **options: A
     """Run method ``name``; returns ``{"maps": [...] or None, "seconds", "skipped": reason or None,
     "fallback": bool}``, with the maps checked finite and non-negative.
 
+    The one fallback, explicit: where ``ours`` is undefined (no think/answer spans) its maps are
+    ``ours-tokens``' and ``fallback`` is True (the tables count these records).
+
     >>> import tempfile
     >>> from PIL import Image
     >>> from saliency_r1 import load_model, tiny_checkpoint
@@ -129,19 +168,17 @@ def compute_maps(smodel, name: str, image, question: str, response, **options: A
         raise InputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     opts = {} if name.startswith("ours") or name == "random" else options
     t0 = time.perf_counter()
+    fallback = False
     try:
-        maps = METHODS[name](smodel, image, question, response, **opts)
+        if name == "ours":
+            maps, fallback = _ours_or_tokens(smodel, image, question, response)
+        else:
+            maps = METHODS[name](smodel, image, question, response, **opts)
     except MethodUnavailable as e:
         return {"maps": None, "seconds": time.perf_counter() - t0, "skipped": str(e), "fallback": False}
     seconds = time.perf_counter() - t0
     maps = [torch.nan_to_num(m.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0) for m in maps]
-    spans = smodel.spans(_ids(smodel, response)) if name == "ours" else None
-    fallback = spans is not None and (spans.think is None or spans.answer is None)
     return {"maps": maps, "seconds": seconds, "skipped": None, "fallback": fallback}
 
 
-def _ids(smodel, response) -> list[int]:
-    return response_ids(smodel.processor, response, smodel.processor.tokenizer.eos_token_id)
-
-
-__all__ = ["METHODS", "DEFAULT_METHODS", "MethodUnavailable", "parse_methods", "compute_maps", "random_map"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "MethodUnavailable", "parse_methods", "compute_maps", "random_map", "ours_tokens"]

@@ -125,24 +125,21 @@ def object_cases(p: np.ndarray, grid: tuple[int, int], image_size: tuple[int, in
 
 
 def probe(model, t: Trace) -> Probe:
-    """Teacher-force ``t`` through ``model`` (a :class:`~saliency_r1.SaliencyModel`) and read what the
-    diagnostic needs: the batch-of-one trace of ``SaliencyModel.explain``, keeping the raw parts."""
-    from ..attribution.decompose import trace
-    from ..attribution.inputs import open_image, prompt_inputs, response_ids, teacher_forced
-    from ..attribution.maps import build_plan, image_grids, split_examples
-    from ..grammar import find_spans
+    """Teacher-force ``t`` through ``model`` (a :class:`~saliency_r1.SaliencyModel`) with the one tracer entry
+    (:func:`saliency_r1.attribution.maps.trace_batch`, a batch of one) and read what the diagnostic needs."""
+    from ..attribution.batch import build_batch
+    from ..attribution.inputs import open_image, prompt_inputs, response_ids
+    from ..attribution.maps import trace_batch
 
     image = open_image(t.image, min_side=model.patch_pixels)
     prompt = prompt_inputs(model.processor, [image], t.question)
     ids = response_ids(model.processor, t.response, model.processor.tokenizer.eos_token_id)
-    spans = find_spans(model.processor.tokenizer, ids, model.end_ids)
-    if spans.think is None or spans.answer is None:
+    spans = model.spans(ids)
+    if not spans.complete:
         raise InputError(f"cannot probe {t.response[:60]!r}: {spans.reason}; pass <think>...</think>answer")
-    inputs, rs = teacher_forced(prompt, ids), prompt["input_ids"].shape[1]
-    plan = build_plan(inputs["input_ids"], inputs["attention_mask"], [rs], [spans.shifted(rs)], model.image_token_id)
-    out = trace(model.model, model.spec, {k: v.to(model.device) for k, v in inputs.items()}, plan.to(model.device))
-    ex = split_examples(out, plan, [spans.shifted(rs)], [rs])[0]
-    grid = image_grids(prompt["image_grid_thw"], model.merge_size)[0]
+    batch = build_batch([prompt], [ids], [spans], model.processor.tokenizer.pad_token_id or 0, model.merge_size)
+    ex = trace_batch(model.model, model.spec, batch)[0]  # a batch of one, as SaliencyModel.explain
+    grid = ex.grids[0]
     p = _normalise_rows(ex.think_attn)  # (J, V)
     rel = [((a - spans.think[0], b - spans.think[0]), k) for (a, b), k in t.mentions]
     if any(a < 0 or b > len(p) or a >= b for (a, b), _ in rel):

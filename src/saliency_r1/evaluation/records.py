@@ -1,19 +1,19 @@
 """Resumable per-example records: one JSON object per line in ``records.jsonl`` of the output folder.
 
 Each finished example is appended (and flushed to disk) as soon as it is scored; a restarted run
-reads the file, skips the ids it holds and appends the rest. A truncated last line (a run killed
-mid-write) is dropped. ``run.json`` keeps the settings of the run: a restart with other settings
+reads the file, skips the ids it holds and appends the rest. The log is the package's one
+:class:`saliency_r1._io.RecordLog`: a truncated last line (a run killed mid-write) is skipped and cut
+off before the next append. ``run.json`` keeps the settings of the run: a restart with other settings
 is refused (their records would not mix) unless only ``n`` changed.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
+from .._io import RecordLog, json_safe, write_json
 from ..errors import InputError
 
 RECORDS = "records.jsonl"
@@ -21,53 +21,19 @@ SETTINGS = "run.json"
 _FREE = ("n",)  # settings a restart may change
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists, numpy scalars -> Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def read_records(out_dir: str | Path) -> list[dict]:
-    """The records already written (empty when there are none); a broken last line is ignored.
+    """The records already written (empty when there are none; :class:`saliency_r1._io.RecordLog`).
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp(); append_record(d, {"id": "a"}); read_records(d)
     [{'id': 'a'}]
     """
-    path = Path(out_dir) / RECORDS
-    if not path.is_file():
-        return []
-    out = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for k, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if k != len(lines) - 1:
-                raise InputError(f"{path} line {k + 1} is not JSON; delete that line or the file to resume") from None
-    return out
+    return RecordLog(Path(out_dir) / RECORDS).read()
 
 
 def append_record(out_dir: str | Path, record: dict) -> None:
-    """Append one record as a JSON line and flush it to disk."""
-    path = Path(out_dir) / RECORDS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if text and not text.endswith("\n"):  # a truncated last line: drop it before appending
-        path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(_clean(record), ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one record as a JSON line and flush it to disk (:class:`saliency_r1._io.RecordLog`)."""
+    RecordLog(Path(out_dir) / RECORDS).append(record)
 
 
 def check_settings(out_dir: str | Path, settings: dict) -> None:
@@ -78,14 +44,14 @@ def check_settings(out_dir: str | Path, settings: dict) -> None:
     """
     path = Path(out_dir) / SETTINGS
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = _clean(settings)
+    new = json_safe(settings)
     if path.is_file() and (Path(out_dir) / RECORDS).is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         diff = sorted(k for k in set(old) | set(new) if k not in _FREE and old.get(k) != new.get(k))
         if diff:
             raise InputError(f"{out_dir} holds a run with other settings ({', '.join(diff)}); re-run with the "
                              "same settings to resume, or pass another --out")
-    path.write_text(json.dumps(new, indent=2) + "\n", encoding="utf-8")
+    write_json(path, new)
 
 
 def pending(samples: list[dict], done: set[str], n: int | None) -> Iterator[dict]:
@@ -97,14 +63,6 @@ def pending(samples: list[dict], done: set[str], n: int | None) -> Iterator[dict
     for s in samples[:n] if n is not None else samples:
         if str(s["id"]) not in done:
             yield s
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (NaN -> null) through a temporary file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 __all__ = ["RECORDS", "SETTINGS", "read_records", "append_record", "check_settings", "pending", "write_json"]

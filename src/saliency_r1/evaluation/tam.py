@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .common import Example, on_device, prepare
+from ..attribution.batch import to_device
+from .common import Example, prepare
 
 
 def rank_gaussian_filter(grid: np.ndarray, kernel_size: int = 3) -> np.ndarray:
@@ -94,7 +95,7 @@ def tam(smodel, image, question: str, response, *, target: str = "answer", kerne
     ctx = torch.cat([q_pos, r_pos])  # (C,) context positions
     dev = smodel.device
     with torch.no_grad():
-        hidden = smodel.hf.model(**on_device(ex.inputs, dev), use_cache=False).last_hidden_state[0].float()
+        hidden = smodel.hf.model(**to_device(ex.inputs, dev), use_cache=False).last_hidden_state[0].float()
         E = smodel.hf.lm_head.weight
         x_v = hidden[ex.visual.to(dev)]  # (V, D)
         maps = (x_v @ E[targets.to(dev)].float().T).T.clamp_min(0).cpu()  # (R, V)

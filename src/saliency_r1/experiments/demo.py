@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from ..evaluation.precondition import from_dict, precondition_markdown, precondition_verdict
+from ..scoring import score_result
 from . import pipeline as dp
 from . import report as rep
 
@@ -69,9 +70,9 @@ def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int 
     for s in picked:
         for arm in dp.ARMS:
             res = loaded[arm].explain(s["image"], s["question"], max_new_tokens=64, do_sample=False)
-            scores = res.score(boxes=s["boxes"]) if res.holistic is not None else {}
+            scores = score_result(res, boxes=s["boxes"]) if res.holistic is not None else {}
             label = f"{rep.LABELS[arm]} — {s['question']} (truth: {s['answer']})"
-            sections.append((label, res, s["boxes"], {k: v for k, v in scores.items() if k != "which"}))
+            sections.append((label, res, s["boxes"], dict(scores)))
     return comparison_html(sections, out / "explanations.html", title="Before / after: the same questions")
 
 

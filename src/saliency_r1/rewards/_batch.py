@@ -1,8 +1,6 @@
-"""One traced batch for the saliency reward: TRL's padding layout, and each image encoded once.
+"""Each image of a group's shared prompt encoded once, for the saliency reward's traced batch.
 
-Layout (as TRL builds it): prompts left-padded to ``P``, completions right-padded to ``C``; every
-response starts at ``P``. ``mm_token_type_ids`` is extended with zeros over the completions (without
-it M-RoPE is silently skipped).
+The batch itself (TRL's padding layout) is :class:`saliency_r1.attribution.batch.TracedBatch`.
 
 Shared images: the ``G`` completions of a GRPO group share their prompt and image, so the vision
 tower would encode the same pixels ``G`` times. Where the model's forward takes ``mm_encoder_outputs``
@@ -16,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..grammar import Spans
 from ..models.spec import get_spec
 
 
@@ -50,46 +47,4 @@ def encode_once(hf: nn.Module, prompts: list[dict], device) -> list[tuple[torch.
     return [out[id(p)] for p in prompts]
 
 
-def batch_inputs(prompts: list[dict], resps: list[list[int]], spans: list[Spans], pad_id: int,
-                 image_embeds: list[tuple[torch.Tensor, ...]] | None = None) -> tuple[dict, list[int], list[Spans]]:
-    """The padded batch, absolute response starts and absolute spans.
-
-    With ``image_embeds`` (from :func:`encode_once`) the batch carries ``mm_encoder_outputs`` instead
-    of ``pixel_values``.
-
-    >>> p = {"input_ids": torch.tensor([[5, 6]]), "attention_mask": torch.ones(1, 2, dtype=torch.long),
-    ...      "mm_token_type_ids": torch.zeros(1, 2, dtype=torch.long), "pixel_values": torch.zeros(4, 3),
-    ...      "image_grid_thw": torch.tensor([[1, 2, 2]])}
-    >>> inputs, starts, _ = batch_inputs([p, p], [[7], [7, 8]], [Spans(None, None)] * 2, 0)
-    >>> inputs["input_ids"].tolist(), starts
-    ([[5, 6, 7, 0], [5, 6, 7, 8]], [2, 2])
-    """
-    P = max(p["input_ids"].shape[1] for p in prompts)
-    C = max(len(r) for r in resps)
-    ids, mask, mm = [], [], []
-    for p, r in zip(prompts, resps):
-        lp, lc = P - p["input_ids"].shape[1], C - len(r)
-        ids.append(torch.cat([torch.full((lp,), pad_id), p["input_ids"][0], torch.tensor(r, dtype=torch.long),
-                              torch.full((lc,), pad_id)]))
-        mask.append(torch.cat([torch.zeros(lp), p["attention_mask"][0], torch.ones(len(r)), torch.zeros(lc)]))
-        mm_p = p.get("mm_token_type_ids", torch.zeros_like(p["input_ids"]))[0]
-        mm.append(torch.cat([torch.zeros(lp), mm_p, torch.zeros(C)]))
-    inputs = {"input_ids": torch.stack(ids).long(), "attention_mask": torch.stack(mask).long(),
-              "mm_token_type_ids": torch.stack(mm).long(),
-              "image_grid_thw": torch.cat([p["image_grid_thw"] for p in prompts])}
-    if image_embeds is None:
-        inputs["pixel_values"] = torch.cat([p["pixel_values"] for p in prompts])
-    else:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        flat = tuple(e for row in image_embeds for e in row)
-        inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=flat)}
-    return inputs, [P] * len(prompts), [s.shifted(P) for s in spans]
-
-
-def to_device(inputs: dict, device) -> dict:
-    """Tensors moved to ``device``; other values (``mm_encoder_outputs``) as they are."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-
-
-__all__ = ["batch_inputs", "encode_once", "shares_vision", "to_device"]
+__all__ = ["encode_once", "shares_vision"]

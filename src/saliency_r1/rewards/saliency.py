@@ -11,6 +11,12 @@ found scores 0 without tracing (so does one holding image placeholder tokens suc
 ``<|image_pad|>``); a row without boxes (and without masks when ``region="masks"``)
 or without an image scores None (TRL ignores it for this reward) and is counted.
 
+Options (method.md §2-§3; the paper's definition is the default): ``relu="after_sum"`` puts one ReLU on
+the sum of the answer tokens' maps (the authors' code) instead of one per token; ``think_query_offset=-1``
+reads the first hop at the position predicting each thinking token (the authors' off-by-one);
+``authors_box_bug=True`` reproduces a bug of the authors' reward code, y2 scaled by the image width
+(:func:`saliency_r1.scoring.authors_box_bug`): for parity runs only.
+
 How it gets the model: :meth:`SaliencyReward.bind` (``reward.bind(trainer)``) keeps the trainer; each
 call unwraps the current policy with TRL's ``unwrap_model_for_generation`` (which gathers ZeRO-3
 shards) and runs ONE extra no-grad traced forward per chunk of ``batch_size`` completions via
@@ -34,18 +40,21 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..attribution.maps import VARIANTS, holistic_maps
+from ..attribution.batch import build_batch
+from ..attribution.maps import holistic_maps
+from ..attribution.options import VARIANTS, check_options
 from ..errors import InputError
-from ..models.spec import get_spec, unwrap
-from ..scoring import alignment, map_to_pixels, pointing_game, region_mask, score_grid
+from ..models.spec import ModelSpec, get_spec, unwrap
+from ..scoring import alignment, authors_box_bug, map_to_pixels, pointing_game, region_mask, score_grid
 from ..scoring.masks import polygons_to_mask
-from ._batch import batch_inputs, encode_once, shares_vision, to_device
+from ._batch import encode_once, shares_vision
 from ..grammar import cut_at_end, end_ids, find_spans, well_formed
 from ._text import completion_text
 
@@ -72,6 +81,30 @@ def row_images(i: int, prompts: Any, image: Any = None, images: Any = None) -> l
     return found
 
 
+@dataclass
+class _Policy:
+    """What one reward call reads of the current policy, once: the model, its spec and ids, and the
+    per-call caches (processed prompts by content; pixel regions by evidence)."""
+
+    model: nn.Module
+    spec: ModelSpec
+    ends: frozenset[int]
+    placeholders: frozenset[int]
+    share: bool                       # encode each distinct prompt's images once (mm_encoder_outputs)
+    device: torch.device
+    merge: int
+    patch: int
+    prompts: dict = field(default_factory=dict)
+    regions: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: nn.Module, tokenizer, share_vision: bool) -> "_Policy":
+        hf, spec = unwrap(model), get_spec(model)
+        return cls(model, spec, end_ids(hf, tokenizer), frozenset(spec.placeholder_ids(hf)),
+                   share_vision and shares_vision(hf), next(model.parameters()).device,
+                   int(spec.get(hf, spec.merge_size_attr)), spec.patch_pixels(hf))
+
+
 def _has_region(boxes: Any) -> bool:
     return boxes is not None and len(boxes) > 0
 
@@ -93,15 +126,18 @@ class SaliencyReward:
 
     def __init__(self, variant: str = "full", model: nn.Module | Callable[[], nn.Module] | None = None,
                  processor: Any = None, *, region: str = "boxes", batch_size: int = 4, think_query_offset: int = 0,
-                 log_pg: bool = True, share_vision: bool = True, name: str = "saliency"):
+                 log_pg: bool = True, share_vision: bool = True, relu: str = "per_token",
+                 authors_box_bug: bool = False, name: str = "saliency"):
         if variant not in VARIANTS:
             raise InputError(f"unknown saliency variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if region not in REGIONS:
             raise InputError(f"unknown region {region!r}; use one of {', '.join(REGIONS)}")
+        check_options(relu, think_query_offset)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.variant, self.region, self.batch_size = variant, region, batch_size
         self.think_query_offset, self.log_pg, self.share_vision = think_query_offset, log_pg, share_vision
+        self.relu, self.authors_box_bug = relu, authors_box_bug
         self._model, self.processor = model, processor
         self.trainer = None
         self.chat_template_kwargs: dict = {}
@@ -181,21 +217,16 @@ class SaliencyReward:
         if not todo and self.trainer is None:
             return measured
         with self.policy() as model:  # entered even with nothing to trace: ZeRO-3 gathers are collective
-            hf = unwrap(model)
-            spec, ends = get_spec(model), end_ids(hf, self.processor.tokenizer)
-            patch = spec.patch_pixels(hf)
-            env = {"model": model, "spec": spec, "ends": ends, "device": next(model.parameters()).device,
-                   "placeholders": spec.placeholder_ids(hf),
-                   "share": self.share_vision and shares_vision(hf), "cache": {}, "regions": {}}
+            pol = _Policy.of(model, self.processor.tokenizer, self.share_vision)
             for lo in range(0, len(todo), self.batch_size):
                 chunk = todo[lo:lo + self.batch_size]
-                grids = self._trace_chunk(env, chunk, prompts, completions, completion_ids, counts)
+                grids = self._trace_chunk(pol, chunk, prompts, completions, completion_ids, counts)
                 for (i, imgs), grid in zip(chunk, grids):
                     if grid is None:
                         measured[i] = (0.0, None, False)
                         continue
                     size = self._size(i, width, height, imgs)
-                    measured[i] = (*self._score_one(grid, size, patch, boxes, masks, i, counts, env["regions"]),
+                    measured[i] = (*self._score_one(grid, size, pol.patch, boxes, masks, i, counts, pol.regions),
                                    True)
         return measured
 
@@ -206,34 +237,27 @@ class SaliencyReward:
             return int(width[i]), int(height[i])
         return imgs[0].size
 
-    def _trace_chunk(self, env: dict, chunk, prompts, completions, completion_ids, counts):
-        """One traced forward over a chunk; returns each row's first-image grid (None: spans missing).
-
-        ``env``: model, spec, end ids, device, whether images are encoded once per prompt (``share``)
-        and the per-call cache of processed prompts.
-        """
+    def _trace_chunk(self, pol: _Policy, chunk, prompts, completions, completion_ids, counts):
+        """One traced forward over a chunk; returns each row's first-image grid (None: spans missing)."""
         tok = self.processor.tokenizer
-        prepared, resps, spans = [], [], []
-        for i, imgs in chunk:
-            ids = self._ids(i, completions, completion_ids, env["ends"])
-            sp = find_spans(tok, ids, env["ends"])
-            ok = sp.think is not None and sp.answer is not None
-            counts["no_spans"] += not ok
-            if ok and not env["placeholders"].isdisjoint(ids):  # a generated <|image_pad|>: cannot be traced
-                ok = False
+        rows, resps, spans, live = [], [], [], []
+        for k, (i, imgs) in enumerate(chunk):
+            ids = self._ids(i, completions, completion_ids, pol.ends)
+            sp = find_spans(tok, ids, pol.ends)
+            if not sp.complete:
+                counts["no_spans"] += 1
+            elif not pol.placeholders.isdisjoint(ids):  # a generated <|image_pad|>: cannot be traced
                 counts["placeholder_tokens"] += 1
-            prepared.append(self._prompt_inputs(prompts[i], imgs, env["cache"]) if ok else None)
-            resps.append(ids), spans.append(sp)
-        live = [k for k, p in enumerate(prepared) if p is not None]
+            else:
+                live.append(k), rows.append(self._prompt_inputs(prompts[i], imgs, pol.prompts))
+                resps.append(ids), spans.append(sp)
         grids: list[torch.Tensor | None] = [None] * len(chunk)
         if not live:
             return grids
-        rows = [prepared[k] for k in live]
-        embeds = encode_once(unwrap(env["model"]), rows, env["device"]) if env["share"] else None
-        inputs, starts, abs_spans = batch_inputs(rows, [resps[k] for k in live], [spans[k] for k in live],
-                                                 tok.pad_token_id, image_embeds=embeds)
-        maps = holistic_maps(env["model"], env["spec"], to_device(inputs, env["device"]), starts, abs_spans,
-                             variant=self.variant, think_query_offset=self.think_query_offset)
+        embeds = encode_once(unwrap(pol.model), rows, pol.device) if pol.share else None
+        batch = build_batch(rows, resps, spans, tok.pad_token_id, pol.merge, image_embeds=embeds)
+        maps = holistic_maps(pol.model, pol.spec, batch.inputs, batch.starts, batch.spans, variant=self.variant,
+                             think_query_offset=self.think_query_offset, relu=self.relu, grids=batch.grids)
         counts["traced"] += len(live)
         for k, m in zip(live, maps):
             grids[k] = m[0].float().cpu() if m else None
@@ -277,6 +301,10 @@ class SaliencyReward:
         use_masks = self.region == "masks" and masks is not None and _has_region(masks[i])
         evidence = masks[i] if use_masks else boxes[i]
         try:
+            if self.authors_box_bug and not use_masks:  # parity with the authors' bug (scoring.authors_box_bug)
+                evidence = authors_box_bug(evidence, size)
+                if not evidence:
+                    return 0.0, (0.0 if self.log_pg else None)
             key = (use_masks, tuple(size), repr(evidence))
             if key not in regions:
                 regions[key] = (region_mask(size, masks=[polygons_to_mask(p, size) for p in evidence])

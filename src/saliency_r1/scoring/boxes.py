@@ -199,4 +199,26 @@ def from_xyxy(boxes_xyxy: Any, box_format: str, image_size: tuple[int, int]) -> 
     return arr
 
 
-__all__ = ["BOX_FORMATS", "parse_box_string", "to_xyxy", "from_xyxy"]
+def authors_box_bug(boxes_xyxy: Any, image_size: tuple[int, int]) -> list[list[float]]:
+    """Parity with a BUG in the authors' reward code (not a convention, off by default everywhere).
+
+    Their ``think_saliency_reward`` reads a normalised box ``[x1, y1, x2, y2]`` as pixels
+    ``(W·x1, H·y1, W·x2, W·y2)``: y2 is scaled by the image width. On pixel xyxy boxes that is
+    ``y2 -> y2 · W / H``, clipped to the image; a box that becomes empty (``y2' <= y1``, possible when
+    ``W < H``) is dropped, as their empty slice adds nothing.
+
+    >>> authors_box_bug([[10, 10, 30, 20]], (100, 50))   # W = 2 H: the box's bottom edge doubles
+    [[10.0, 10.0, 30.0, 40.0]]
+    >>> authors_box_bug([[10, 30, 30, 40]], (50, 100))   # W = H / 2: 40 -> 20 < y1, the box vanishes
+    []
+    """
+    width, height = check_size(image_size)
+    out = []
+    for x1, y1, x2, y2 in to_xyxy(boxes_xyxy, "xyxy", (width, height)).tolist():
+        y2 = min(float(height), y2 * width / height)
+        if y2 > y1:
+            out.append([x1, y1, x2, y2])
+    return out
+
+
+__all__ = ["BOX_FORMATS", "parse_box_string", "to_xyxy", "from_xyxy", "authors_box_bug"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+from ..attribution.options import RELU, THINK_QUERY_OFFSETS, VARIANTS
 from ..config_io import from_dict, load_run, meta, section
 from ..config_io import to_dict as to_plain
 from ..errors import InputError
@@ -35,7 +36,6 @@ from ..rewards.judge import JudgeConfig
 from .run_config import (GRPO_LORA, REPORT_TO_HELP, DataSection, LoraSection, ModelSection, ReportTo,
                          check_stage)
 
-VARIANTS = ("full", "think", "answer", "attn")
 
 
 @dataclass
@@ -52,7 +52,14 @@ class RewardSection:
     region: str = field(default="boxes", metadata=meta("score against boxes, or masks where present",
                                                        choices=("boxes", "masks")))
     saliency_batch_size: int = field(default=4, metadata=meta("completions per traced forward", min=1))
-    think_query_offset: int = field(default=0, metadata=meta("-1: the authors' first-hop query position"))
+    think_query_offset: int = field(default=0, metadata=meta(
+        "first-hop query position: 0 the thinking token's own (paper), -1 the one predicting it (authors' code)",
+        choices=THINK_QUERY_OFFSETS))
+    relu: str = field(default="per_token", metadata=meta(
+        "ReLU on each answer token's map before the sum (paper) or once after the sum (authors' code)",
+        choices=RELU))
+    authors_box_bug: bool = field(default=False, metadata=meta(
+        "BUG parity: score against boxes whose y2 is scaled by the image width, as the authors' reward code does"))
     judge: Optional[JudgeConfig] = field(default=None, metadata=meta(
         "LLM judge for R_accuracy; null: exact match"))
     judge_shortcut_exact: bool = field(default=True, metadata=meta("exact matches score 1 without a judge call"))

@@ -28,9 +28,11 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write, atomic_write_json
 from ..config_io import load_run, to_dict
 from ..errors import InputError
-from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, set_aside_incomplete
+from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, run_guard, set_aside_incomplete
+from ._distributed import full_weights, process_state
 from .collate import IndexCollator, VisionSFTCollator, response_text
 from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
 from .sft_config import DataArgs, LoraArgs, ModelArgs, SFTRunConfig, TrainArgs
@@ -62,7 +64,11 @@ def _check_same_run(output_dir: Path, config: SFTRunConfig, resume: bool) -> Non
     saved = output_dir / "sft_config.json"
     if not resume or not saved.is_file() or last_checkpoint(output_dir) is None:
         return
-    old = json.loads(saved.read_text())
+    try:
+        old = json.loads(saved.read_text())
+    except ValueError:  # cut short by an older, non-atomic write: nothing to compare with
+        logger.warning("%s does not parse; not checking that the resumed run has the same config", saved)
+        return
     new = json.loads(json.dumps(to_dict(config), default=list))
     diff = [k for k in ("model", "data", "lora") if old.get(k) != new.get(k)]
     if diff:
@@ -170,7 +176,7 @@ def save_final(model, processor, out: Path, run_config: SFTRunConfig | None = No
     if adapter_tmp.exists():
         adapter_tmp.rename(partial / "adapter")
     if run_config is not None:
-        (partial / "sft_config.json").write_text(json.dumps(to_dict(run_config), indent=1, default=list))
+        atomic_write_json(partial / "sft_config.json", to_dict(run_config), indent=1, default=list)
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
@@ -178,12 +184,36 @@ def save_final(model, processor, out: Path, run_config: SFTRunConfig | None = No
 
 
 # ---------------------------------------------------------------- entry points
+def export_final(model, processor, out: Path, run_config: SFTRunConfig | None = None, state=None) -> Path:
+    """Collective :func:`save_final`: every process calls it; under ZeRO-3 the partitioned weights are gathered
+    first (:func:`._distributed.full_weights`), the main process writes ``out``, the others wait for it.
+    ``state``: the run's ``accelerate.PartialState`` (:func:`._distributed.process_state`; default: the current one)."""
+    if state is None:
+        from accelerate import PartialState
+
+        state = PartialState()
+    with full_weights(model):
+        if state.is_main_process:
+            save_final(model, processor, out, run_config)
+    state.wait_for_everyone()
+    return out
+
+
 def train_sft(config: SFTRunConfig) -> Path:
     """Run the SFT cold start described by ``config``; returns ``output_dir/final``.
 
     Resumes from the last complete checkpoint when ``train.resume`` (default; a half-written one is set aside as
-    ``incomplete-checkpoint-N-<time>``); otherwise earlier checkpoints move to ``previous-<time>/``.
+    ``incomplete-checkpoint-N-<time>``); otherwise earlier checkpoints move to ``previous-<time>/``. Under
+    ``accelerate launch`` every file is written once, by the main process (the tiny base model, the set-aside,
+    ``sft_config.json``, ``final/``, ``sft_runs.jsonl``); the others wait at a barrier where they need them. One
+    run per ``output_dir`` (a lock); a failed checkpoint write is one line naming the file
+    (:func:`._checkpoints.run_guard`).
     """
+    with run_guard(config.train.output_dir, "SFT run"):
+        return _train_sft(config)
+
+
+def _train_sft(config: SFTRunConfig) -> Path:
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
@@ -193,29 +223,39 @@ def train_sft(config: SFTRunConfig) -> Path:
             raise InputError(f"train.torch_threads must be >= 1 or None, got {train.torch_threads}")
         torch.set_num_threads(train.torch_threads)
     out = Path(train.output_dir)
-    _check_same_run(out, config, train.resume)
-    if train.resume:
-        set_aside_incomplete(out)  # a checkpoint cut short while saving is renamed, never picked
-    else:
-        _start_over(out, config)
-    out.mkdir(parents=True, exist_ok=True)
+    args = sft_args(train, out)
+    state = process_state(args)  # under accelerate launch: this process's rank in the process group
+    _check_same_run(out, config, train.resume)  # every process reads the same files: all raise alike
+    state.wait_for_everyone()  # nobody tidies before every process has checked
+    if state.is_main_process:
+        if train.resume:
+            set_aside_incomplete(out)  # a checkpoint cut short while saving is renamed, never picked
+        else:
+            _start_over(out, config)
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
     samples = load_samples(config.data)
-    model, processor, base = prepare_model(config.model, out, samples)
-    (out / "sft_config.json").write_text(json.dumps(to_dict(config), indent=1, default=list))
+    with state.main_process_first():  # the tiny base model is built once; the others then load it
+        model, processor, base = prepare_model(config.model, out, samples)
+    if state.is_main_process:
+        atomic_write_json(out / "sft_config.json", to_dict(config), indent=1, default=list)
     resume_from = last_checkpoint(out) if train.resume else None
     start_step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] if resume_from else 0
-    trainer = SFTTrainer(model=model, args=sft_args(train, out), train_dataset=to_dataset(samples),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(samples),
                          processing_class=processor, peft_config=lora_config(config.lora),
                          data_collator=IndexCollator(samples, VisionSFTCollator(processor, train.max_length,
                                                                                 train.padding_side)))
     if resume_from is not None:
         logger.warning("resuming from %s (step %d)", resume_from, start_step)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    trainer.save_state()
-    final = save_final(trainer.model, processor, out / "final", config)
-    _log_run(out, {"resumed_from": resume_from.name if resume_from else None, "start_step": start_step,
-                   "end_step": trainer.state.global_step, "wall_s": round(time.perf_counter() - t0, 2),
-                   "torch_threads": torch.get_num_threads(), "base": str(base), "final": str(final)})
+    if state.is_main_process:
+        atomic_write(out / "trainer_state.json", lambda tmp: trainer.state.save_to_json(str(tmp)))
+    final = export_final(trainer.model, processor, out / "final", config, state)
+    if state.is_main_process:
+        _log_run(out, {"resumed_from": resume_from.name if resume_from else None, "start_step": start_step,
+                       "end_step": trainer.state.global_step, "wall_s": round(time.perf_counter() - t0, 2),
+                       "torch_threads": torch.get_num_threads(), "processes": state.num_processes,
+                       "base": str(base), "final": str(final)})
     return final
 
 
@@ -250,4 +290,4 @@ def run_from_config(config_path: str | Path, **overrides: Any) -> Path:
 
 __all__ = ["SFTRunConfig", "ModelArgs", "DataArgs", "LoraArgs", "TrainArgs", "train_sft", "run_from_config",
            "load_config", "last_checkpoint", "checkpoint_complete", "load_samples", "to_dataset", "prepare_model",
-           "lora_config", "sft_args", "save_final", "tokenizer_corpus"]
+           "lora_config", "sft_args", "save_final", "export_final", "tokenizer_corpus"]
