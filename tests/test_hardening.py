@@ -490,6 +490,39 @@ def test_a_resumed_full_fine_tuning_equals_the_straight_run(smallest_tiny, tmp_p
     assert all(torch.allclose(resumed[k], straight[k], atol=1e-6) for k in resumed)
 
 
+@pytest.mark.slow
+def test_a_resumed_full_grpo_starts_from_the_checkpoints_weights(smallest_tiny, tmp_path):
+    """GRPO without LoRA, resumed from a checkpoint-1 whose weights were changed on disk: the policy the
+    resumed training starts from holds the changed weights (the Trainer alone would keep the base ones)."""
+    from safetensors.torch import load_file, save_file
+    from transformers import TrainerCallback
+
+    from saliency_r1.training.grpo import train_grpo
+    from saliency_r1.training.grpo_config import load_run_config
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    cfg = _grpo_yaml(tmp_path, out, smallest_tiny)
+    train_grpo(load_run_config(cfg, **{"lora.enabled": False, "max_steps": 1}))
+    weights = out / "checkpoint-1" / "model.safetensors"
+    tensors = load_file(weights)
+    key = next(k for k in tensors if "norm" in k)
+    tensors[key] = tensors[key] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    seen = {}
+
+    class AtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items() if "norm" in k})
+
+    train_grpo(load_run_config(cfg, **{"lora.enabled": False, "max_steps": 2}), callbacks=[AtStart()])
+    base = load_file(smallest_tiny / "model.safetensors")
+    name = key.split(".", 1)[1] if key.startswith("model.") else key  # checkpoint key -> module key
+    match = [k for k in seen if k.endswith(name)]
+    assert match, (key, sorted(seen)[:5])
+    assert torch.allclose(seen[match[0]], base[key] + 1.0, atol=1e-2)
+
+
 def _explain_argv(tiny_dir, png, out) -> list[str]:
     return ["explain", "--model", str(tiny_dir), "--image", str(png), "--question", "What colour?",
             "--response", "<think>a red one</think>red", "--box", "0,0,50,50", "--out", str(out)]

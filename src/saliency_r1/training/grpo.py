@@ -34,7 +34,8 @@ from .._io import atomic_write, atomic_write_text
 from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
 from ..rewards.judge import check_judges
-from ._checkpoints import archive_checkpoints, last_complete_checkpoint, run_guard, set_aside_incomplete
+from ._checkpoints import (archive_checkpoints, last_complete_checkpoint, load_checkpoint_weights, run_guard,
+                           set_aside_incomplete)
 from ._distributed import process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
@@ -219,6 +220,9 @@ def _train_grpo(config: GRPORunConfig, callbacks: list | None, rollout_func: Any
     if trainer.accelerator.is_main_process:  # every file once, by the main process
         atomic_write_text(out / "run_config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False))
     ckpt = _resume_point(config)
+    if ckpt is not None and not (ckpt / "adapter_config.json").is_file() and not (
+            trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):  # full fine-tuning: see load_checkpoint_weights
+        load_checkpoint_weights(trainer.model, ckpt)
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

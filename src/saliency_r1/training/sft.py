@@ -31,7 +31,8 @@ import torch
 from .._io import atomic_write, atomic_write_json
 from ..config_io import load_run, to_dict
 from ..errors import InputError
-from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, run_guard, set_aside_incomplete
+from ._checkpoints import (archive_checkpoints, is_complete, last_complete_checkpoint, load_checkpoint_weights,
+                           run_guard, set_aside_incomplete)
 from ._distributed import full_weights, process_state
 from .collate import IndexCollator, VisionSFTCollator, response_text
 from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
@@ -126,22 +127,6 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
             if "visual" in name.split("."):
                 p.requires_grad_(False)
     return model.train(), processor, base.resolve()
-
-
-def load_checkpoint_weights(model, checkpoint: Path) -> None:
-    """Load a full fine-tuning ``checkpoint-N``'s weights into ``model`` (strict: every key).
-
-    The Trainer's own resume loads ``model.safetensors`` with a plain ``load_state_dict(strict=False)``, but
-    ``save_pretrained`` writes Qwen-VL weights under the checkpoint keys (``model.layers.…``, ``visual.…``),
-    which differ from the module's (``model.language_model.layers.…``): without this nothing would load and
-    the run would go on from the base weights. ``from_pretrained`` maps the keys (a second copy of the
-    weights is in memory for a moment)."""
-    from ..models.loading import model_class
-
-    saved = model_class(checkpoint).from_pretrained(str(checkpoint), dtype=next(model.parameters()).dtype,
-                                                    use_safetensors=True)
-    model.load_state_dict(saved.state_dict(), strict=True)
-    del saved
 
 
 def sft_args(train: TrainArgs, output_dir: Path):
