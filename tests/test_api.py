@@ -56,7 +56,8 @@ def test_empty_response_is_an_error(tiny, image, bad, match):
 
 def test_placeholder_tokens_never_generated_and_refused_in_responses(tiny, image):
     """Image/video pads and vision start/end are suppressed in generation (a response holding them cannot be
-    traced with the prompt's images), and a given response holding one is a one-line error."""
+    traced with the prompt's images); given response ids holding one are a one-line error, and a response
+    string spelling one is read as plain characters (special tokens split)."""
     placeholders = tiny.spec.placeholder_ids(tiny.hf)
     bias = torch.zeros(tiny.model.lm_head.weight.shape[0])
     bias[sorted(placeholders)] = 1e4  # make the model want nothing but placeholders
@@ -66,8 +67,12 @@ def test_placeholder_tokens_never_generated_and_refused_in_responses(tiny, image
     finally:
         handle.remove()
     assert placeholders.isdisjoint(res.response_ids.tolist())
+    tok = tiny.processor.tokenizer
+    pad = tok.convert_tokens_to_ids("<|image_pad|>")
     with pytest.raises(InputError, match="placeholder"):
-        tiny.explain(image, "Q?", response="<think>a<|image_pad|></think>red")
+        tiny.explain(image, "Q?", response=tok("<think>a</think>red")["input_ids"] + [pad, tok.eos_token_id])
+    res = tiny.explain(image, "Q?", response="<think>a<|image_pad|></think>red")
+    assert placeholders.isdisjoint(res.response_ids.tolist()) and "<|image_pad|>" in res.response_text
 
 
 def test_bad_images(tiny, tmp_path):

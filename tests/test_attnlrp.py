@@ -135,3 +135,15 @@ def test_attnlrp_runs_in_the_faithfulness_command(tiny_dir, shapes_dir, tmp_path
     res = json.loads((out / "results.json").read_text())
     assert set(res["rows"]) == {"attnlrp", "random"} and "del@15" in res["rows"]["attnlrp"]
     assert "attnlrp" in (out / "results.md").read_text()
+
+
+def test_unsupported_decoder_is_a_one_line_error_and_leaves_no_hooks(tiny_dir):
+    from saliency_r1 import load_model
+    from saliency_r1.errors import InputError
+
+    sm = load_model(tiny_dir)
+    del sm.hf.model.language_model.layers[0].mlp.up_proj  # no longer a gated MLP
+    with pytest.raises(InputError, match="gated MLPs"):
+        with attnlrp_rules(sm.hf, sm.spec):
+            pass
+    assert _no_hooks(sm.hf)

@@ -1,16 +1,22 @@
-"""Crash-safe file writes shared by every stage: write a temporary sibling, then rename onto the target;
-and the one resumable JSONL record log (:class:`RecordLog`)."""
+"""Crash-safe file writes shared by every stage: write a temporary sibling, then rename onto the target; the one
+resumable JSONL record log (:class:`RecordLog`); one lock per output folder; failed writes of any exception type
+(``OSError``, torch's ``RuntimeError``, safetensors' ``SafetensorError``) as one line naming the file and the
+errno's meaning."""
 
 from __future__ import annotations
 
+import errno as errno_mod
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .errors import SaliencyR1Error, WriteError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -184,5 +190,170 @@ def output_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
         fh.close()
 
 
+# ---------------------------------------------------------------- failed writes as one line
+_WRITE_FIX = {errno_mod.ENOSPC: "free disk space or choose another --out",
+              errno_mod.EDQUOT: "free space within your disk quota or choose another --out",
+              errno_mod.EROFS: "the file system is read-only; choose another --out",
+              errno_mod.EACCES: "check the folder's permissions or choose another --out",
+              errno_mod.EPERM: "check the folder's permissions or choose another --out",
+              errno_mod.EEXIST: "something is in the way; move it or choose another --out",
+              errno_mod.ENOTDIR: "a file is in the way of a folder; move it or choose another --out",
+              errno_mod.EISDIR: "a folder is in the way of a file; move it or choose another --out",
+              errno_mod.ENAMETOOLONG: "choose a shorter --out path",
+              errno_mod.EIO: "the disk reported an I/O error; check it or choose another --out"}
+_ERRNO_IN_TEXT = re.compile(r"(?:code|errno|os error)[:= ]+(\d+)", re.IGNORECASE)
+LOW_SPACE = 1 << 20  # bytes: a file system with less free is taken as full when the error names no errno
+
+
+def error_errno(exc: BaseException) -> int | None:
+    """The errno of an OSError, or the one a torch ``RuntimeError`` / ``SafetensorError`` message names.
+
+    >>> error_errno(OSError(28, "No space left on device"))
+    28
+    >>> error_errno(RuntimeError('IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'))
+    28
+    >>> error_errno(RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    28
+    """
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    text = str(exc)
+    m = _ERRNO_IN_TEXT.search(text)
+    if m:
+        return int(m.group(1))
+    for code, name in ((errno_mod.ENOSPC, "No space left"), (errno_mod.EDQUOT, "quota exceeded"),
+                       (errno_mod.EROFS, "Read-only file system")):
+        if name.lower() in text.lower():
+            return code
+    return None
+
+
+def probe_errno(path: str | Path) -> int | None:
+    """What the file system of ``path`` (or its nearest existing parent) says: EROFS when mounted read-only,
+    ENOSPC when under :data:`LOW_SPACE` bytes are free, else None. For errors that name no errno (torch.save's
+    ``RuntimeError: ... unexpected pos``).
+
+    >>> probe_errno("/") in (None, 28, 30)
+    True
+    """
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return errno_mod.EROFS
+    if st.f_bavail * st.f_frsize < LOW_SPACE:
+        return errno_mod.ENOSPC
+    return None
+
+
+def write_error_line(path: str | Path, exc: BaseException) -> str:
+    """One line naming the file, the errno's meaning and the fix (the errno from the error, else from the file
+    system: :func:`probe_errno`).
+
+    >>> write_error_line("out/report.html", OSError(30, "Read-only file system"))
+    'could not write out/report.html: Read-only file system (EROFS); the file system is read-only; choose another --out'
+    >>> write_error_line("out/x", OSError(17, "File exists")).split(": ", 1)[1]
+    'File exists (EEXIST); something is in the way; move it or choose another --out'
+    """
+    code = error_errno(exc)
+    if code is None:
+        code = probe_errno(path)
+    if code is None:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        return f"could not write {path}: {why}; check the disk and choose another --out"
+    name = errno_mod.errorcode.get(code, str(code))
+    fix = _WRITE_FIX.get(code, "check the disk and choose another --out")
+    return f"could not write {path}: {os.strerror(code)} ({name}); {fix}"
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """OSError, torch's ``RuntimeError`` from a failed ``torch.save``, ``safetensors``' ``SafetensorError``.
+
+    >>> is_write_failure(RuntimeError("x")), is_write_failure(ValueError("x"))
+    (True, False)
+    """
+    if isinstance(exc, SaliencyR1Error):
+        return False
+    return isinstance(exc, (OSError, RuntimeError)) or "Safetensor" in type(exc).__name__
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` (of any of the types above) into one :class:`WriteError` line.
+
+    >>> with writing("out/x.bin"):
+    ...     raise OSError(28, "No space left on device")
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.WriteError: could not write out/x.bin: No space left on device (ENOSPC); free disk space ...
+    """
+    try:
+        yield
+    except Exception as e:
+        if not is_write_failure(e):
+            raise
+        raise WriteError(write_error_line(path, e)) from e
+
+
+# the functions of torch, safetensors, transformers and TRL that write a checkpoint, and their path arguments
+_SAVE_FUNCS = frozenset({"save", "save_file", "_save", "_save_checkpoint", "save_model", "save_pretrained",
+                         "save_to_json", "_save_optimizer_and_scheduler", "_save_rng_state", "_save_scaler",
+                         "save_state", "atomic_write"})
+_PATH_ARGS = ("filename", "f", "json_path", "save_directory", "output_dir", "path", "file_path")
+
+
+def failed_save_path(exc: BaseException) -> str | None:
+    """The file (or folder) a checkpoint save was writing when ``exc`` was raised: the path argument of the
+    innermost save function on the traceback; None when no save function is on it (not a write failure).
+
+    >>> def save(f):
+    ...     raise RuntimeError("unexpected pos 576 vs 534")
+    >>> try:
+    ...     save("run/checkpoint-3/optimizer.pt")
+    ... except RuntimeError as e:
+    ...     failed_save_path(e)
+    'run/checkpoint-3/optimizer.pt'
+    """
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in _SAVE_FUNCS:
+            for name in _PATH_ARGS:
+                value = frame.f_locals.get(name)
+                if isinstance(value, (str, os.PathLike)) and str(value):
+                    found = str(value)
+                    break
+        tb = tb.tb_next
+    return found
+
+
+@contextmanager
+def checkpoint_writes(output_dir: str | Path) -> Iterator[None]:
+    """Around a training loop: a failed checkpoint write of any type becomes one :class:`WriteError` line
+    naming the file (what was half written stays incomplete, and a resume sets it aside). Other errors
+    pass unchanged.
+
+    >>> import torch, tempfile
+    >>> with checkpoint_writes("run"):
+    ...     torch.save({}, tempfile.mkdtemp() + "/no/such/folder/x.pt")
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.WriteError: could not write ...x.pt: ...
+    """
+    try:
+        yield
+    except Exception as e:
+        where = failed_save_path(e) if is_write_failure(e) else None
+        if where is None:
+            raise
+        raise WriteError(write_error_line(where, e)) from e
+
+
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "write_json", "RecordLog",
-           "output_lock"]
+           "output_lock", "error_errno", "probe_errno", "write_error_line", "is_write_failure", "writing",
+           "failed_save_path", "checkpoint_writes"]

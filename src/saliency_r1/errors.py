@@ -23,4 +23,8 @@ class CaptureError(SaliencyR1Error, RuntimeError):
     """A capture context ended without capturing anything (the hooks never fired)."""
 
 
-__all__ = ["SaliencyR1Error", "UnsupportedModelError", "InputError", "NumericalError", "CaptureError"]
+class WriteError(SaliencyR1Error, OSError):
+    """A file could not be written (full disk, read-only file system, permissions, a file in the way)."""
+
+
+__all__ = ["WriteError", "SaliencyR1Error", "UnsupportedModelError", "InputError", "NumericalError", "CaptureError"]

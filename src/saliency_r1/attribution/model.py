@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from .maps import to_grids, trace_batch
 from .options import check_options
 from .result import SaliencyResult
 from ..grammar import Spans, cut_at_end, end_ids, find_spans
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,31 @@ class SaliencyModel:
         """End-of-turn ids (:func:`saliency_r1.grammar.end_ids`)."""
         return end_ids(self.hf, self.processor.tokenizer)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The language model's positions (``max_position_embeddings``), None when the config has none."""
+        cfg = self.hf.config
+        n = getattr(getattr(cfg, "text_config", None), "max_position_embeddings", None)
+        n = n if n is not None else getattr(cfg, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def fit_response(self, prompt_len: int, ids: list[int], truncate: bool = False) -> list[int]:
+        """``ids`` if prompt + response fit the model's positions; else one-line :class:`InputError`, or, with
+        ``truncate``, the response cut to fit (with a warning)."""
+        limit = self.max_positions
+        if limit is None or prompt_len + len(ids) <= limit:
+            return ids
+        room = limit - prompt_len
+        if room < 1:
+            raise InputError(f"the prompt alone has {prompt_len} tokens, more than the model's {limit} positions; "
+                             "pass a smaller image or a shorter question")
+        if not truncate:
+            raise InputError(f"the response has {len(ids)} tokens but only {room} fit after the {prompt_len}-token "
+                             f"prompt (the model has {limit} positions); shorten it or pass --truncate-response "
+                             "(truncate_response=True) to explain its first tokens")
+        logger.warning("response cut from %d to %d tokens to fit the model's %d positions", len(ids), room, limit)
+        return ids[:room]
+
     def generate(self, prompt: dict, **generate_kwargs) -> list[int]:
         """Generate a response to one prepared prompt with HF ``generate``; returns its ids (eos kept).
 
@@ -68,15 +96,17 @@ class SaliencyModel:
         return cut_at_end(seq[0, prompt["input_ids"].shape[1]:].tolist(), self.end_ids)
 
     def explain(self, image_or_images, question: str, response=None, *, think_query_offset: int = 0,
-                relu: str = "per_token", **generate_kwargs) -> SaliencyResult:
+                relu: str = "per_token", truncate_response: bool = False, **generate_kwargs) -> SaliencyResult:
         """Explain one answer: generate it (``response=None``) or teacher-force the given one, then trace.
 
         The trace is one teacher-forced forward over prompt + response with the model's own attention
         kernel (method.md §1-§2). ``generate_kwargs`` (``max_new_tokens``, ``do_sample``,
-        ``temperature``...) go to HF ``generate``. The paper's definitions are the defaults; for parity with
-        the authors' code: ``relu="after_sum"`` (one ReLU on the summed answer/thinking maps instead of one
-        per token) and ``think_query_offset=-1`` (the first hop read at the position predicting each
-        thinking token). Per-token maps (``token_maps``) are always ReLU per token.
+        ``temperature``...) go to HF ``generate`` (``max_new_tokens`` capped at the positions the prompt leaves).
+        A given response longer than the model's positions after the prompt is refused with one line, or cut to
+        fit with a warning when ``truncate_response`` (:meth:`fit_response`). The paper's definitions are the
+        defaults; for parity with the authors' code: ``relu="after_sum"`` (one ReLU on the summed answer/thinking
+        maps instead of one per token) and ``think_query_offset=-1`` (the first hop read at the position
+        predicting each thinking token). Per-token maps (``token_maps``) are always ReLU per token.
 
         >>> import tempfile
         >>> from PIL import Image
@@ -95,12 +125,16 @@ class SaliencyModel:
         end_id = self.processor.tokenizer.eos_token_id
         t_gen = 0.0
         if response is None:
+            room = (self.max_positions or 0) - prompt["input_ids"].shape[1]
+            if self.max_positions and generate_kwargs.get("max_new_tokens", 0) > room:
+                generate_kwargs["max_new_tokens"] = max(room, 1)  # never past the model's positions
             ids = self.generate(prompt, **generate_kwargs)
             t_gen = time.perf_counter() - t0
             if not ids:
                 raise InputError("the model generated an empty response; raise max_new_tokens")
         else:
             ids = response_ids(self.processor, response, end_id)
+        ids = self.fit_response(prompt["input_ids"].shape[1], ids, truncate_response)
         bad = sorted(set(ids) & self.spec.placeholder_ids(self.hf))
         if bad:
             raise InputError(f"the response holds image placeholder tokens "

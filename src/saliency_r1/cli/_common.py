@@ -7,7 +7,6 @@ for resuming a batch: a row counts as done only once its record is in the log.
 
 from __future__ import annotations
 
-import errno as errno_mod
 import functools
 import json
 import os
@@ -20,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import RecordLog, atomic_write_text, json_safe, output_lock, write_json
-from ..errors import InputError, SaliencyR1Error
+from .._io import RecordLog, atomic_write_text, json_safe, output_lock, write_error_line, write_json, writing
+from ..errors import InputError, WriteError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -79,75 +78,6 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]
                 yield number, None, f"a JSON {type(row).__name__}, not an object; write one {{...}} per line"
                 continue
             yield number, row, None
-
-
-class WriteError(SaliencyR1Error, OSError):
-    """A file could not be written (full disk, read-only file system, permissions, a file in the way)."""
-
-
-_WRITE_FIX = {errno_mod.ENOSPC: "free disk space or choose another --out",
-              errno_mod.EDQUOT: "free space within your disk quota or choose another --out",
-              errno_mod.EROFS: "the file system is read-only; choose another --out",
-              errno_mod.EACCES: "check the folder's permissions or choose another --out",
-              errno_mod.EPERM: "check the folder's permissions or choose another --out",
-              errno_mod.EEXIST: "something is in the way; move it or choose another --out",
-              errno_mod.ENOTDIR: "a file is in the way of a folder; move it or choose another --out",
-              errno_mod.EISDIR: "a folder is in the way of a file; move it or choose another --out",
-              errno_mod.ENAMETOOLONG: "choose a shorter --out path"}
-
-
-def error_errno(exc: BaseException) -> int | None:
-    """The errno of an OSError, or the one a torch ``RuntimeError`` / ``SafetensorError`` message names.
-
-    >>> error_errno(OSError(28, "No space left on device"))
-    28
-    >>> error_errno(RuntimeError('IoError(Os { code: 28, kind: StorageFull, message: "No space left" })'))
-    28
-    """
-    if isinstance(exc, OSError) and exc.errno:
-        return exc.errno
-    text = str(exc)
-    m = re.search(r"(?:code|errno)[:= ]+(\d+)", text, re.IGNORECASE)
-    if m:
-        return int(m.group(1))
-    for code, name in ((errno_mod.ENOSPC, "No space left"), (errno_mod.EDQUOT, "quota exceeded"),
-                       (errno_mod.EROFS, "Read-only file system")):
-        if name.lower() in text.lower():
-            return code
-    return None
-
-
-def write_error_line(path: str | Path, exc: BaseException) -> str:
-    """One line naming the file, the errno's meaning and the fix.
-
-    >>> write_error_line("out/report.html", OSError(30, "Read-only file system"))
-    'could not write out/report.html: Read-only file system (EROFS); the file system is read-only; choose another --out'
-    """
-    code = error_errno(exc)
-    if code is None:
-        why = f"{type(exc).__name__}: {one_line(exc, 160)}"
-        return f"could not write {path}: {why}; check the disk and choose another --out"
-    name = errno_mod.errorcode.get(code, str(code))
-    fix = _WRITE_FIX.get(code, "check the disk and choose another --out")
-    return f"could not write {path}: {os.strerror(code)} ({name}); {fix}"
-
-
-def _is_write_failure(exc: BaseException) -> bool:
-    """OSError, torch's ``RuntimeError`` from a failed ``torch.save``, ``safetensors``' ``SafetensorError``."""
-    if isinstance(exc, SaliencyR1Error):
-        return False
-    return isinstance(exc, (OSError, RuntimeError)) or "Safetensor" in type(exc).__name__
-
-
-@contextmanager
-def writing(path: str | Path) -> Iterator[None]:
-    """Turn a failed write of ``path`` (of any of the types above) into one :class:`WriteError` line."""
-    try:
-        yield
-    except Exception as e:
-        if not _is_write_failure(e):
-            raise
-        raise WriteError(write_error_line(path, e)) from e
 
 
 def _pid_alive(pid: int) -> bool:

@@ -60,6 +60,9 @@ def add_parser(sub) -> None:
     one.add_argument("--image", help="image file (PNG/JPEG/WebP...; CMYK, RGBA, grey, 16-bit are converted)")
     one.add_argument("--question", help="the question (plain text; HTML in it is shown as text)")
     one.add_argument("--response", default=None, help="explain this response (teacher-forced) instead of generating")
+    p.add_argument("--truncate-response", action="store_true",
+                   help="cut a given response that does not fit the model's positions after the prompt (with a "
+                        "warning) instead of refusing it")
     one.add_argument("--box", action="append", default=None, metavar="BOX",
                      help='evidence box "x1,y1,x2,y2" or "[x1, y1, x2, y2]"; repeat for several (union)')
     one.add_argument("--mask", action="append", default=None, metavar="PATH_OR_JSON",
@@ -205,7 +208,8 @@ def explain_example(model, ex: Example, out_dir: Path, args: argparse.Namespace,
         torch.manual_seed(args.seed)
     kwargs = generate_kwargs(args) if ex.response is None else {}
     result = model.explain(ex.image, ex.question, response=ex.response, relu=args.relu,
-                           think_query_offset=args.think_query_offset, **kwargs)
+                           think_query_offset=args.think_query_offset,
+                           truncate_response=bool(getattr(args, "truncate_response", False)), **kwargs)
     scores, by_map, note = score_all(result, ex, args.which, args.authors_box_bug)
     t1 = time.perf_counter()
     boxes = ex.boxes or None

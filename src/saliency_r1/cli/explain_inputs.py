@@ -52,12 +52,22 @@ def check_text(value: Any, name: str, allow_none: bool = False) -> str | None:
 
     >>> check_text("Q?", "question")
     'Q?'
+    >>> check_text(b"Q\\xff?".decode("utf-8", "surrogateescape"), "question")
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.InputError: the question is not valid UTF-8 (byte 0xff at character 1); pass UTF-8 text
     """
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not value.strip():
         shown = "empty" if isinstance(value, str) or value is None else f"a {type(value).__name__}"
         raise InputError(f"the {name} is {shown}; pass a non-empty text {name}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # undecodable argv bytes (surrogate escapes) or a lone JSON \\ud800
+        bad = value[e.start]
+        what = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"U+{ord(bad):04X}"
+        raise InputError(f"the {name} is not valid UTF-8 ({what} at character {e.start}); pass UTF-8 text") from None
     return value
 
 

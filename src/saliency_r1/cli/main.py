@@ -36,6 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _end_progress_bars() -> None:
+    """Close live tqdm bars (a training loop cut short leaves one), so the error starts on its own line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        try:
+            bar.close()
+        except Exception:  # a bar that cannot close is no reason to hide the error
+            pass
+
+
+def _error(message: str) -> int:
+    """Print one error line on stderr; exit status 2."""
+    _end_progress_bars()
+    print(f"saliency-r1: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,18 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     except SaliencyR1Error as e:
         if debug:
             raise
-        print(f"saliency-r1: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         if debug:
             raise
-        print(f"saliency-r1: error: {e.strerror}: {e.filename}; check the path", file=sys.stderr)
-        return 2
+        return _error(f"{e.strerror}: {e.filename}; check the path")
     except OSError as e:
         if debug:
             raise
-        print(f"saliency-r1: error: {e}; free disk space or choose another --out", file=sys.stderr)
-        return 2
+        from .._io import write_error_line
+
+        return _error(write_error_line(e.filename or "a file", e))
     except KeyboardInterrupt:
         print("saliency-r1: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -44,6 +44,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .._images import read_image
+from .._io import atomic_write_text
 from ..config_io import meta as _h
 from ..errors import InputError
 from . import _families as fam
@@ -265,20 +266,21 @@ def export(samples: list[Sample], out_dir: Union[str, Path]) -> Path:
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     names: set[str] = set()
-    with open(out / "data.jsonl", "w", encoding="utf-8") as fh:
-        for s in samples:
-            name = _SAFE.sub("_", str(s["id"])) + ".png"
-            if name in names:
-                raise InputError(f"duplicate sample id {s['id']!r}: export needs unique ids")
-            names.add(name)
-            img = s["image"]
-            if isinstance(img, (str, Path)):
-                read_image(img).convert("RGB").save(out / "images" / name)
-            else:
-                img.save(out / "images" / name)
-            row = {k: s.get(k) for k in SAMPLE_KEYS}
-            row["image"] = f"images/{name}"
-            fh.write(json.dumps(row) + "\n")
+    lines = []
+    for s in samples:
+        name = _SAFE.sub("_", str(s["id"])) + ".png"
+        if name in names:
+            raise InputError(f"duplicate sample id {s['id']!r}: export needs unique ids")
+        names.add(name)
+        img = s["image"]
+        if isinstance(img, (str, Path)):
+            read_image(img).convert("RGB").save(out / "images" / name)
+        else:
+            img.save(out / "images" / name)
+        row = {k: s.get(k) for k in SAMPLE_KEYS}
+        row["image"] = f"images/{name}"
+        lines.append(json.dumps(row) + "\n")
+    atomic_write_text(out / "data.jsonl", "".join(lines))  # written last, whole: it names only saved images
     return out / "data.jsonl"
 
 

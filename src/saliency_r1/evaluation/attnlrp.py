@@ -159,6 +159,26 @@ def _decoder_modules(hf: nn.Module, spec) -> list[nn.Module]:
     return [spec.get(hf, spec.layers), spec.get(hf, spec.final_norm), spec.get(hf, spec.lm_head)]
 
 
+def _install(hf: nn.Module, spec, ledger: Ledger, handles: list) -> None:
+    """Register the rules' hooks on the decoder (appending their handles to ``handles``)."""
+    n_mlp = 0
+    for root in _decoder_modules(hf, spec):
+        for name, mod in root.named_modules():
+            if type(mod).__name__.endswith("RMSNorm") and hasattr(mod, "variance_epsilon"):
+                handles.append(mod.register_forward_hook(_rms_hook))
+            elif all(hasattr(mod, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+                handles.append(mod.act_fn.register_forward_hook(_act_hook))
+                handles.append(mod.down_proj.register_forward_pre_hook(_halve_pre_hook))
+                n_mlp += 1
+            elif isinstance(mod, nn.Linear):
+                factor = QKV_FACTORS.get(name.rsplit(".", 1)[-1], 1.0)
+                if factor != 1.0 or mod.bias is not None:
+                    handles.append(mod.register_forward_hook(_linear_hook(name, factor, ledger)))
+    if n_mlp != spec.n_layers(hf):
+        raise InputError(f"AttnLRP found {n_mlp} gated MLPs for {spec.n_layers(hf)} decoder layers; "
+                         "it supports decoders whose MLP is down_proj(act_fn(gate_proj(x)) * up_proj(x))")
+
+
 @contextmanager
 def attnlrp_rules(model: nn.Module, spec, *, audit: bool = False) -> Iterator[Ledger]:
     """Apply AttnLRP's rules (module docstring) to the decoder of ``model`` inside the block.
@@ -178,34 +198,17 @@ def attnlrp_rules(model: nn.Module, spec, *, audit: bool = False) -> Iterator[Le
     """
     hf = unwrap(model)
     ledger = Ledger(softmax=0.0 if audit else None)
-    handles, n_mlp = [], 0
-    roots = _decoder_modules(hf, spec)
-    for root in roots:
-        for name, mod in root.named_modules():
-            if type(mod).__name__.endswith("RMSNorm") and hasattr(mod, "variance_epsilon"):
-                handles.append(mod.register_forward_hook(_rms_hook))
-            elif all(hasattr(mod, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")):
-                handles.append(mod.act_fn.register_forward_hook(_act_hook))
-                handles.append(mod.down_proj.register_forward_pre_hook(_halve_pre_hook))
-                n_mlp += 1
-            elif isinstance(mod, nn.Linear):
-                factor = QKV_FACTORS.get(name.rsplit(".", 1)[-1], 1.0)
-                if factor != 1.0 or mod.bias is not None:
-                    handles.append(mod.register_forward_hook(_linear_hook(name, factor, ledger)))
-    if n_mlp != spec.n_layers(hf):
-        for h in handles:
-            h.remove()
-        raise InputError(f"AttnLRP found {n_mlp} gated MLPs for {spec.n_layers(hf)} decoder layers; "
-                         "it supports decoders whose MLP is down_proj(act_fn(gate_proj(x)) * up_proj(x))")
     text_config = spec.get(hf, spec.text_config)
     impl = text_config._attn_implementation
-    if audit:
-        if AUDIT_ATTENTION not in ALL_ATTENTION_FUNCTIONS:
-            ALL_ATTENTION_FUNCTIONS.register(AUDIT_ATTENTION, _audit_attention)
-            ALL_MASK_ATTENTION_FUNCTIONS.register(AUDIT_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-        text_config._attn_implementation = AUDIT_ATTENTION
+    handles: list = []
     token = _LEDGER.set(ledger)
     try:
+        _install(hf, spec, ledger, handles)
+        if audit:
+            if AUDIT_ATTENTION not in ALL_ATTENTION_FUNCTIONS:
+                ALL_ATTENTION_FUNCTIONS.register(AUDIT_ATTENTION, _audit_attention)
+                ALL_MASK_ATTENTION_FUNCTIONS.register(AUDIT_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+            text_config._attn_implementation = AUDIT_ATTENTION
         yield ledger
     finally:
         _LEDGER.reset(token)

@@ -192,8 +192,14 @@ def _load_adapter(path: Path, kwargs: dict):
     if base is None or not (base / "config.json").is_file():
         raise InputError(f"adapter {path} names base model {name!r}, which is not a model directory; "
                          "fix base_model_name_or_path in adapter_config.json")
+    if not (path / "adapter_model.safetensors").is_file():
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        why = (f"holds only pickle weights ({', '.join(sorted(pickled))}), which can run code when loaded"
+               if pickled else "has no adapter_model.safetensors")
+        raise InputError(f"adapter {path} {why}; only safetensors adapters are loaded: re-save it with "
+                         "save_pretrained(..., safe_serialization=True)")
     model = model_class(base).from_pretrained(str(base), **kwargs)
-    model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()  # the safetensors file (checked)
     return model, load_processor(path if has_processor_files(path) else base)
 
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
+
+from .._io import checkpoint_writes, output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -102,5 +107,44 @@ def archive_checkpoints(output_dir: str | Path) -> Path | None:
     return target
 
 
-__all__ = ["checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
+@contextmanager
+def run_guard(output_dir: str | Path, what: str) -> Iterator[None]:
+    """One training run per output folder, and failed checkpoint writes as one line.
+
+    The main process holds :func:`saliency_r1._io.output_lock` on ``output_dir`` (a second run gets one line
+    naming the holder's pid; the lock dies with the process); on every process a checkpoint write that fails
+    with any exception type (``OSError``, torch's ``RuntimeError``, ``SafetensorError``) becomes one
+    :class:`~saliency_r1.errors.WriteError` naming the file (:func:`saliency_r1._io.checkpoint_writes`).
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with run_guard(d, "SFT run"):
+    ...     with run_guard(d, "SFT run"):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.InputError: ... is in use by another SFT run (pid ...); wait for it to finish or pass another output folder
+    """
+    lock = output_lock(output_dir, what) if is_main_process() else nullcontext()
+    with lock, checkpoint_writes(output_dir):
+        yield
+
+
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")  # torchrun/accelerate, Open MPI, MPICH
+
+
+def is_main_process() -> bool:
+    """Whether this is the global rank 0, from the launcher's environment (before the Trainer sets up
+    distributed state, accelerate's ``PartialState`` still says every process is the main one).
+
+    >>> is_main_process() == (os.environ.get("RANK", "0") == "0")
+    True
+    """
+    for name in _RANK_VARS:
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip() == "0"
+    return True
+
+
+__all__ = ["run_guard", "is_main_process", "checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
            "archive_checkpoints"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..attribution.inputs import chat_prompt, open_image
+from ..attribution.inputs import open_image, prompt_inputs, response_ids
 from ..errors import InputError
 from ..grammar import end_of_turn_id, format_response
 
@@ -43,7 +43,8 @@ def encode_example(processor, example: dict[str, Any], end_id: int, max_length: 
     (1-D) and ``pixel_values``, ``image_grid_thw`` (per image rows).
 
     The response is cut (never the prompt, which holds the image tokens) when prompt + response exceed
-    ``max_length``.
+    ``max_length``. Special-token text in the question or response (``<|im_end|>``) is tokenised as plain
+    characters (:func:`saliency_r1.attribution.inputs.text_ids`), so a dataset row cannot fake a chat turn.
 
     >>> from PIL import Image
     >>> from saliency_r1.models.tiny import build_tiny
@@ -54,12 +55,11 @@ def encode_example(processor, example: dict[str, Any], end_id: int, max_length: 
     """
     images = example["image"] if isinstance(example["image"], (list, tuple)) else [example["image"]]
     images = [open_image(im) for im in images]
-    prompt = chat_prompt(processor, len(images), str(example["question"]))
-    try:
-        enc = processor(text=[prompt], images=images, return_tensors="pt")
-    except ValueError as e:
-        raise InputError(f"the processor refused example {example.get('id', '?')!r}: {str(e)[:160]}") from None
-    resp = processor.tokenizer(response_text(example), add_special_tokens=False)["input_ids"] + [end_id]
+    try:  # question and response with special tokens split: dataset text never becomes control tokens
+        enc = prompt_inputs(processor, images, str(example["question"]))
+        resp = response_ids(processor, response_text(example), end_id)
+    except InputError as e:
+        raise InputError(f"example {example.get('id', '?')!r}: {e}") from None
     prompt_ids = enc["input_ids"][0]
     if max_length is not None:
         room = max_length - len(prompt_ids)

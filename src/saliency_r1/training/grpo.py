@@ -30,10 +30,11 @@ import yaml
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from .._io import atomic_write, atomic_write_text
 from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
 from ..rewards.judge import check_judges
-from ._checkpoints import archive_checkpoints, last_complete_checkpoint, set_aside_incomplete
+from ._checkpoints import archive_checkpoints, last_complete_checkpoint, run_guard, set_aside_incomplete
 from ._distributed import check_saved_weights, process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
@@ -177,10 +178,10 @@ def build_trainer(config: GRPORunConfig, callbacks: list | None = None,
     args = grpo_args(config, reward_weights=weights, model_init_kwargs=init)
     process_state(args)  # the process group first (on CPU a bare PartialState() is single-process)
     model_path = prepare_model_dir(config)
+    processor = load_processor(model_path, config.model.image_min_pixels, config.model.image_max_pixels)
     return SaliencyGRPOTrainer(model=str(model_path), reward_funcs=funcs, args=args,
-                               train_dataset=build_dataset(config.data),
-                               processing_class=load_processor(model_path, config.model.image_min_pixels,
-                                                               config.model.image_max_pixels),
+                               train_dataset=build_dataset(config.data, processor.tokenizer),
+                               processing_class=processor,
                                peft_config=lora_config(config.lora), callbacks=list(callbacks or []),
                                rollout_func=rollout_func)
 
@@ -203,13 +204,20 @@ def _resume_point(config: GRPORunConfig) -> Path | None:
 
 
 def train_grpo(config: GRPORunConfig, callbacks: list | None = None, rollout_func: Any = None) -> Path:
-    """Run (or resume) GRPO; export ``adapter/`` and ``merged/`` when it completes. Returns ``output_dir``."""
+    """Run (or resume) GRPO; export ``adapter/`` and ``merged/`` when it completes. Returns ``output_dir``.
+    One run per ``output_dir`` (a lock); a failed checkpoint write is one line naming the file
+    (:func:`._checkpoints.run_guard`)."""
+    with run_guard(config.output_dir, "GRPO run"):
+        return _train_grpo(config, callbacks, rollout_func)
+
+
+def _train_grpo(config: GRPORunConfig, callbacks: list | None, rollout_func: Any) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stopper = GracefulStop()
     trainer = build_trainer(config, callbacks=[stopper, *(callbacks or [])], rollout_func=rollout_func)
     if trainer.accelerator.is_main_process:  # every file once, by the main process
-        (out / "run_config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+        atomic_write_text(out / "run_config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False))
     ckpt = _resume_point(config)
     stopper.install()
     try:
@@ -217,7 +225,7 @@ def train_grpo(config: GRPORunConfig, callbacks: list | None = None, rollout_fun
     finally:
         stopper.uninstall()
     if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        atomic_write(out / "trainer_state.json", lambda tmp: trainer.state.save_to_json(str(tmp)))
     if stopper.requested:
         logger.warning("stopped at step %d; run the same command again to resume", trainer.state.global_step)
         return out
@@ -248,7 +256,7 @@ def export(trainer: GRPOTrainer, config: GRPORunConfig, base: Path) -> dict[str,
             model, _ = load_hf(adapter, device="cpu", dtype=config.model.dtype)
         save_checkpoint(model, processor, merged)
         processor.image_processor.save_pretrained(str(adapter))  # preprocessor_config.json, as in merged/
-        (adapter / "chat_template.jinja").write_text(processor.chat_template)
+        atomic_write_text(adapter / "chat_template.jinja", processor.chat_template)
     trainer.accelerator.wait_for_everyone()
     return {"adapter": adapter, "merged": merged}
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write, atomic_write_json
 from ..config_io import load_run, to_dict
 from ..errors import InputError
-from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, set_aside_incomplete
+from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, run_guard, set_aside_incomplete
 from ._distributed import full_weights, process_state
 from .collate import IndexCollator, VisionSFTCollator, response_text
 from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
@@ -63,7 +64,11 @@ def _check_same_run(output_dir: Path, config: SFTRunConfig, resume: bool) -> Non
     saved = output_dir / "sft_config.json"
     if not resume or not saved.is_file() or last_checkpoint(output_dir) is None:
         return
-    old = json.loads(saved.read_text())
+    try:
+        old = json.loads(saved.read_text())
+    except ValueError:  # cut short by an older, non-atomic write: nothing to compare with
+        logger.warning("%s does not parse; not checking that the resumed run has the same config", saved)
+        return
     new = json.loads(json.dumps(to_dict(config), default=list))
     diff = [k for k in ("model", "data", "lora") if old.get(k) != new.get(k)]
     if diff:
@@ -171,7 +176,7 @@ def save_final(model, processor, out: Path, run_config: SFTRunConfig | None = No
     if adapter_tmp.exists():
         adapter_tmp.rename(partial / "adapter")
     if run_config is not None:
-        (partial / "sft_config.json").write_text(json.dumps(to_dict(run_config), indent=1, default=list))
+        atomic_write_json(partial / "sft_config.json", to_dict(run_config), indent=1, default=list)
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
@@ -200,8 +205,15 @@ def train_sft(config: SFTRunConfig) -> Path:
     Resumes from the last complete checkpoint when ``train.resume`` (default; a half-written one is set aside as
     ``incomplete-checkpoint-N-<time>``); otherwise earlier checkpoints move to ``previous-<time>/``. Under
     ``accelerate launch`` every file is written once, by the main process (the tiny base model, the set-aside,
-    ``sft_config.json``, ``final/``, ``sft_runs.jsonl``); the others wait at a barrier where they need them.
+    ``sft_config.json``, ``final/``, ``sft_runs.jsonl``); the others wait at a barrier where they need them. One
+    run per ``output_dir`` (a lock); a failed checkpoint write is one line naming the file
+    (:func:`._checkpoints.run_guard`).
     """
+    with run_guard(config.train.output_dir, "SFT run"):
+        return _train_sft(config)
+
+
+def _train_sft(config: SFTRunConfig) -> Path:
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
@@ -226,7 +238,7 @@ def train_sft(config: SFTRunConfig) -> Path:
     with state.main_process_first():  # the tiny base model is built once; the others then load it
         model, processor, base = prepare_model(config.model, out, samples)
     if state.is_main_process:
-        (out / "sft_config.json").write_text(json.dumps(to_dict(config), indent=1, default=list))
+        atomic_write_json(out / "sft_config.json", to_dict(config), indent=1, default=list)
     resume_from = last_checkpoint(out) if train.resume else None
     start_step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] if resume_from else 0
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(samples),
@@ -236,7 +248,8 @@ def train_sft(config: SFTRunConfig) -> Path:
     if resume_from is not None:
         logger.warning("resuming from %s (step %d)", resume_from, start_step)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    trainer.save_state()  # the Trainer writes it on the main process only
+    if state.is_main_process:
+        atomic_write(out / "trainer_state.json", lambda tmp: trainer.state.save_to_json(str(tmp)))
     final = export_final(trainer.model, processor, out / "final", config, state)
     if state.is_main_process:
         _log_run(out, {"resumed_from": resume_from.name if resume_from else None, "start_step": start_step,
