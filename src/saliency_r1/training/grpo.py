@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
 from ..rewards.judge import check_judges
 from ._checkpoints import archive_checkpoints, last_complete_checkpoint, run_guard, set_aside_incomplete
-from ._distributed import process_state
+from ._distributed import check_saved_weights, process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
 from .run_config import check_report_to, lora_config, trainer_args
@@ -245,6 +245,7 @@ def export(trainer: GRPOTrainer, config: GRPORunConfig, base: Path) -> dict[str,
     trainer.accelerator.wait_for_everyone()
     merged = out / "merged"
     if trainer.accelerator.is_main_process:
+        check_saved_weights(adapter)  # ZeRO-3 without 16-bit gathering saves none: one line
         processor = trainer.processing_class
         if config.lora.enabled:
             from peft import PeftModel

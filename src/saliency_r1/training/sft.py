@@ -128,6 +128,22 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
     return model.train(), processor, base.resolve()
 
 
+def load_checkpoint_weights(model, checkpoint: Path) -> None:
+    """Load a full fine-tuning ``checkpoint-N``'s weights into ``model`` (strict: every key).
+
+    The Trainer's own resume loads ``model.safetensors`` with a plain ``load_state_dict(strict=False)``, but
+    ``save_pretrained`` writes Qwen-VL weights under the checkpoint keys (``model.layers.…``, ``visual.…``),
+    which differ from the module's (``model.language_model.layers.…``): without this nothing would load and
+    the run would go on from the base weights. ``from_pretrained`` maps the keys (a second copy of the
+    weights is in memory for a moment)."""
+    from ..models.loading import model_class
+
+    saved = model_class(checkpoint).from_pretrained(str(checkpoint), dtype=next(model.parameters()).dtype,
+                                                    use_safetensors=True)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    del saved
+
+
 def sft_args(train: TrainArgs, output_dir: Path):
     """The TRL ``SFTConfig`` of a run (explicit fields, then ``train.extra``). On CPU: ``use_cpu``, no bf16, no
     gradient checkpointing unless asked. ``report_to`` backends must be installed (one line otherwise)."""
@@ -240,6 +256,8 @@ def _train_sft(config: SFTRunConfig) -> Path:
     if state.is_main_process:
         atomic_write_json(out / "sft_config.json", to_dict(config), indent=1, default=list)
     resume_from = last_checkpoint(out) if train.resume else None
+    if resume_from is not None and not (resume_from / "adapter_config.json").is_file():  # full fine-tuning
+        load_checkpoint_weights(model, resume_from)
     start_step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] if resume_from else 0
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(samples),
                          processing_class=processor, peft_config=lora_config(config.lora),
