@@ -125,8 +125,13 @@ def prepare_model_dir(config: GRPORunConfig) -> Path:
     """The policy's checkpoint directory: built (tiny) or merged (adapter) into place when needed."""
     from accelerate import PartialState
 
+    from ..models.loading import HUB_ID, resolve_model_path
+
     m = config.model
-    path = Path(m.path).resolve()
+    path = Path(m.path)
+    if not path.exists() and not m.build_tiny and HUB_ID.match(str(m.path)):
+        path = resolve_model_path(m.path)  # a hub id: its snapshot in the local HF cache (offline)
+    path = path.resolve()
     found = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
     if not found and not m.build_tiny:  # every process raises alike, before any barrier
         raise InputError(f"model.path {path} holds no checkpoint; run the SFT cold start first "
