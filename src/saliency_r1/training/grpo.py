@@ -36,7 +36,7 @@ from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward,
 from ..rewards.judge import check_judges
 from ._checkpoints import (archive_checkpoints, last_complete_checkpoint, load_checkpoint_weights, run_guard,
                            set_aside_incomplete)
-from ._distributed import process_state
+from ._distributed import check_saved_weights, process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
 from .run_config import check_report_to, lora_config, trainer_args
@@ -126,8 +126,13 @@ def prepare_model_dir(config: GRPORunConfig) -> Path:
     """The policy's checkpoint directory: built (tiny) or merged (adapter) into place when needed."""
     from accelerate import PartialState
 
+    from ..models.loading import HUB_ID, resolve_model_path
+
     m = config.model
-    path = Path(m.path).resolve()
+    path = Path(m.path)
+    if not path.exists() and not m.build_tiny and HUB_ID.match(str(m.path)):
+        path = resolve_model_path(m.path)  # a hub id: its snapshot in the local HF cache (offline)
+    path = path.resolve()
     found = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
     if not found and not m.build_tiny:  # every process raises alike, before any barrier
         raise InputError(f"model.path {path} holds no checkpoint; run the SFT cold start first "
@@ -249,6 +254,7 @@ def export(trainer: GRPOTrainer, config: GRPORunConfig, base: Path) -> dict[str,
     trainer.accelerator.wait_for_everyone()
     merged = out / "merged"
     if trainer.accelerator.is_main_process:
+        check_saved_weights(adapter)  # ZeRO-3 without 16-bit gathering saves none: one line
         processor = trainer.processing_class
         if config.lora.enabled:
             from peft import PeftModel

@@ -107,9 +107,10 @@ def tokenizer_corpus(samples: list[dict], n: int) -> list[str]:
 
 # ---------------------------------------------------------------- model
 def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
-    """``(model, processor, base_dir)``: load ``model.path``, or build the tiny model into ``output_dir/base``
-    (reused on resume) with a tokenizer trained on the training texts."""
-    from ..models.loading import load_hf
+    """``(model, processor, base_dir)``: load ``model.path`` (a directory, or a hub id in the local HF cache),
+    or build the tiny model into ``output_dir/base`` (reused on resume) with a tokenizer trained on the
+    training texts."""
+    from ..models.loading import load_hf, resolve_model_path
     from ..models.processor import load_processor
     from ..models.tiny import tiny_checkpoint
 
@@ -117,7 +118,7 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
         base = tiny_checkpoint(output_dir / "base", model_args.tiny,
                                corpus=tokenizer_corpus(samples, model_args.tokenizer_corpus), seed=model_args.tiny_seed)
     else:
-        base = Path(model_args.path)
+        base = resolve_model_path(model_args.path)  # a local directory, or a hub id from the local cache
     model, processor = load_hf(base.resolve(), device="cpu", dtype=model_args.dtype,
                                attn_implementation=model_args.attn_implementation)
     if model_args.image_min_pixels is not None or model_args.image_max_pixels is not None:
