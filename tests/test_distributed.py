@@ -170,3 +170,19 @@ def test_zero3_export_gathers_the_weights_before_the_lora_merge(tmp_path, monkey
     lin = torch.nn.Linear(2, 2)
     with full_weights(lin) as m:
         assert m is lin
+
+
+def test_an_export_without_weights_is_one_line(tmp_path):
+    """ZeRO-3 with ``zero3_save_16bit_model: false`` makes ``trainer.save_model`` write an adapter file with no
+    tensors; GRPO's export then stops with one line naming the setting, instead of merging nothing."""
+    from safetensors.torch import save_file
+
+    from saliency_r1.errors import InputError
+    from saliency_r1.training._distributed import check_saved_weights
+
+    save_file({}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(InputError, match="zero3_save_16bit_model: true") as e:
+        check_saved_weights(tmp_path)
+    assert "\n" not in str(e.value)
+    save_file({"w": torch.ones(2)}, str(tmp_path / "adapter_model.safetensors"))
+    check_saved_weights(tmp_path)

@@ -64,12 +64,15 @@ def test_all_configs_load_and_variants_differ_as_in_table_9():
     assert (full.grpo.beta, full.grpo.num_generations, full.lora.target_modules) == (0.001, 8, ["q_proj", "v_proj"])
     assert (full.rewards.accuracy, full.rewards.format, full.rewards.saliency, full.rewards.variant) == (1, 1, 1, "full")
     v = {Path(p).stem: load_run_config(p) for p in glob.glob(str(CONFIGS / "variants" / "*.yaml"))}
-    assert set(v) == {"pure", "zero", "attn", "think", "answer", "vision-r1"}
+    assert set(v) == {"pure", "zero", "attn", "think", "answer", "vision-r1", "authors"}
     assert (v["pure"].rewards.accuracy, v["pure"].rewards.format, v["pure"].rewards.saliency) == (0, 0, 1)
     assert v["zero"].model.path.endswith("/base") and v["zero"].model.path != full.model.path
     assert [v[k].rewards.variant for k in ("attn", "think", "answer")] == ["attn", "think", "answer"]
     assert v["vision-r1"].rewards.saliency == 0
-    assert len({c.output_dir for c in v.values()} | {full.output_dir}) == 7
+    a = v["authors"].rewards  # the authors' released recipe; the paper's definition is the default
+    assert (a.relu, a.think_query_offset, a.authors_box_bug) == ("after_sum", -1, True)
+    assert (full.rewards.relu, full.rewards.think_query_offset, full.rewards.authors_box_bug) == ("per_token", 0, False)
+    assert len({c.output_dir for c in v.values()} | {full.output_dir}) == 8
     z3 = load_run_config(REAL / "grpo_qwen2_5_vl_7b_zero3.yaml")
     vl = load_run_config(REAL / "grpo_qwen2_5_vl_7b_vllm.yaml")
     assert z3.grpo.beta == 0.001 and z3.grpo.learning_rate == 1e-5 and z3.rewards.judge.mode == "binary"

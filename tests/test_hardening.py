@@ -472,6 +472,57 @@ def test_real_full_disk_during_a_checkpoint_then_resume(stage, what, small_disk,
     assert state["global_step"] == 2
 
 
+@pytest.mark.slow
+def test_a_resumed_full_fine_tuning_equals_the_straight_run(smallest_tiny, tmp_path, capsys):
+    """1 step, then resumed to step 2, gives the weights of 2 steps in one go (the Trainer's own resume loads none
+    of checkpoint-1's weights, its keys differ from the module's: without the fix the resumed run went on from
+    the base weights, 0.027 away)."""
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    cfg = {name: ["train", "sft", "--config", str(_sft_yaml(tmp_path / name, tmp_path / name / "run", smallest_tiny))]
+           for name in ("resumed", "straight") if (tmp_path / name).mkdir() is None}
+    for argv in (cfg["resumed"] + ["--max-steps", "1"], cfg["resumed"] + ["--max-steps", "2"],
+                 cfg["straight"] + ["--max-steps", "2"]):
+        assert run_cli(argv, capsys)[0] == 0
+    resumed, straight = (load_file(tmp_path / n / "run" / "final" / "model.safetensors") for n in cfg)
+    assert sorted(resumed) == sorted(straight)
+    assert all(torch.allclose(resumed[k], straight[k], atol=1e-6) for k in resumed)
+
+
+@pytest.mark.slow
+def test_a_resumed_full_grpo_starts_from_the_checkpoints_weights(smallest_tiny, tmp_path):
+    """GRPO without LoRA, resumed from a checkpoint-1 whose weights were changed on disk: the policy the
+    resumed training starts from holds the changed weights (the Trainer alone would keep the base ones)."""
+    from safetensors.torch import load_file, save_file
+    from transformers import TrainerCallback
+
+    from saliency_r1.training.grpo import train_grpo
+    from saliency_r1.training.grpo_config import load_run_config
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    cfg = _grpo_yaml(tmp_path, out, smallest_tiny)
+    train_grpo(load_run_config(cfg, **{"lora.enabled": False, "max_steps": 1}))
+    weights = out / "checkpoint-1" / "model.safetensors"
+    tensors = load_file(weights)
+    key = next(k for k in tensors if "norm" in k)
+    tensors[key] = tensors[key] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    seen = {}
+
+    class AtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items() if "norm" in k})
+
+    train_grpo(load_run_config(cfg, **{"lora.enabled": False, "max_steps": 2}), callbacks=[AtStart()])
+    base = load_file(smallest_tiny / "model.safetensors")
+    name = key.split(".", 1)[1] if key.startswith("model.") else key  # checkpoint key -> module key
+    match = [k for k in seen if k.endswith(name)]
+    assert match, (key, sorted(seen)[:5])
+    assert torch.allclose(seen[match[0]], base[key] + 1.0, atol=1e-2)
+
+
 def _explain_argv(tiny_dir, png, out) -> list[str]:
     return ["explain", "--model", str(tiny_dir), "--image", str(png), "--question", "What colour?",
             "--response", "<think>a red one</think>red", "--box", "0,0,50,50", "--out", str(out)]

@@ -183,6 +183,25 @@ def test_hub_id_resolves_from_the_local_cache(layouts, tmp_path, monkeypatch, im
         load_model(str(tmp_path / "nowhere" / "x" / "y"), device="cpu")
 
 
+def test_training_takes_a_hub_id_from_the_local_cache(layouts, tmp_path, monkeypatch):
+    """SFT's and GRPO's ``model.path`` accept a hub id as load_model does (its snapshot in the local cache)."""
+    from saliency_r1.config_io import from_dict
+    from saliency_r1.training.grpo import prepare_model_dir
+    from saliency_r1.training.grpo_config import GRPORunConfig
+    from saliency_r1.training.run_config import ModelSection
+    from saliency_r1.training.sft import prepare_model
+
+    snap = _fake_hub_cache(tmp_path / "hf", "someorg/Tiny-VL", layouts["v5"])
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    _, _, base = prepare_model(ModelSection(path="someorg/Tiny-VL"), tmp_path / "sft", [])
+    assert base == snap.resolve()
+    config = from_dict(GRPORunConfig, {"model": {"path": "someorg/Tiny-VL"}})
+    assert prepare_model_dir(config) == snap.resolve()
+    with pytest.raises(InputError, match="hf download someorg/Absent"):
+        prepare_model(ModelSection(path="someorg/Absent"), tmp_path / "sft", [])
+
+
 def test_dtype_auto_and_device_map_mean_what_they_mean_to_hf(tiny_objects, tmp_path, monkeypatch):
     import copy
 

@@ -15,13 +15,14 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
-from ..models.spec import ModelSpec, unwrap
 from ..grammar import Spans
+from ..models.spec import ModelSpec, unwrap
 from .batch import TracedBatch, image_grids
 from .decompose import TraceOutput, TracePlan, trace
 from .options import RELU, VARIANTS, check_options, variant_field
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ExampleMaps:
@@ -59,11 +60,11 @@ def _pad(seqs: list[torch.Tensor], fill: int = 0) -> tuple[torch.Tensor, torch.T
     return out, mask
 
 
-def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, first_rows: list[int],
+def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, starts: list[int],
                spans: list[Spans], image_token_id: int, columns: str = "visual",
                think_query_offset: int = 0) -> TracePlan:
-    """Index tensors for one padded batch. ``spans`` are absolute; ``first_rows`` the absolute position of
-    the first traced token of each example (its response start, or :func:`first_rows`).
+    """Index tensors for one padded batch. ``spans`` are absolute; ``starts`` the absolute position of the
+    first traced token of each example (its response start, or the answer start: :func:`first_rows`).
 
     ``columns="all"`` keeps every valid position (the exactness check). ``think_query_offset=-1``
     reads the first hop at the position predicting each thinking token (the authors' code).
@@ -71,7 +72,7 @@ def build_plan(input_ids: torch.Tensor, attention_mask: torch.Tensor, first_rows
     if columns not in ("visual", "all"):
         raise InputError(f"columns must be 'visual' or 'all', not {columns!r}")
     rows, targets, vis, tq, tk, arows = [], [], [], [], [], []
-    for b, rs in enumerate(first_rows):
+    for b, rs in enumerate(starts):
         valid = attention_mask[b].nonzero().flatten()
         end = int(valid.max()) + 1
         if not 0 < rs < end:

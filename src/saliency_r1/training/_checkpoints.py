@@ -107,6 +107,27 @@ def archive_checkpoints(output_dir: str | Path) -> Path | None:
     return target
 
 
+def load_checkpoint_weights(model, checkpoint: Path) -> None:
+    """Load a full fine-tuning ``checkpoint-N``'s weights into ``model`` (strict: every key).
+
+    The Trainer's own resume loads ``model.safetensors`` with a plain ``load_state_dict(strict=False)``, but
+    ``save_pretrained`` writes Qwen-VL weights under the checkpoint keys (``model.layers.…``, ``visual.…``),
+    which differ from the module's (``model.language_model.layers.…``): without this nothing would load and
+    the run would go on from the base weights. ``from_pretrained`` maps the keys (a second copy of the
+    weights is in memory for a moment).
+
+    >>> import tempfile
+    >>> from saliency_r1.models.tiny import build_tiny, tiny_checkpoint
+    >>> load_checkpoint_weights(build_tiny()[0], tiny_checkpoint(tempfile.mkdtemp() + "/ckpt"))  # every key matched
+    """
+    from ..models.loading import model_class
+
+    saved = model_class(checkpoint).from_pretrained(str(checkpoint), dtype=next(model.parameters()).dtype,
+                                                    use_safetensors=True)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    del saved
+
+
 @contextmanager
 def run_guard(output_dir: str | Path, what: str) -> Iterator[None]:
     """One training run per output folder, and failed checkpoint writes as one line.
@@ -146,5 +167,6 @@ def is_main_process() -> bool:
     return True
 
 
-__all__ = ["run_guard", "is_main_process", "checkpoint_step", "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
+__all__ = ["load_checkpoint_weights", "run_guard", "is_main_process", "checkpoint_step",
+           "is_complete", "checkpoints", "last_complete_checkpoint", "set_aside_incomplete",
            "archive_checkpoints"]

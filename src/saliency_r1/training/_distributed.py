@@ -60,6 +60,34 @@ def full_weights(model) -> Iterator[object]:
         yield model
 
 
+def check_saved_weights(folder) -> None:
+    """One line (:class:`~saliency_r1.errors.InputError`) when ``trainer.save_model(folder)`` wrote no weights:
+    what ZeRO-3 does when ``zero3_save_16bit_model`` (``stage3_gather_16bit_weights_on_model_save``) is off
+    (it saves DeepSpeed shards instead, which nothing here can merge).
+
+    >>> import tempfile
+    >>> check_saved_weights(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    saliency_r1.errors.InputError: ...
+    """
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from ..errors import InputError
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    counts = []
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            counts.append(len(list(fh.keys())))
+    if not sum(counts):
+        raise InputError(f"{folder} holds no weights after saving; under DeepSpeed ZeRO-3 set "
+                         "zero3_save_16bit_model: true in the accelerate config (configs/accelerate/zero3.yaml "
+                         "does), then rerun the same command: it resumes from the last checkpoint")
+
+
 def _deepspeed():
     """The ``deepspeed`` module (installed whenever a parameter is partitioned; the tests substitute a fake)."""
     import deepspeed
@@ -67,4 +95,4 @@ def _deepspeed():
     return deepspeed
 
 
-__all__ = ["process_state", "partitioned_parameters", "full_weights"]
+__all__ = ["process_state", "partitioned_parameters", "full_weights", "check_saved_weights"]

@@ -34,8 +34,9 @@ from .._io import atomic_write, atomic_write_text
 from ..errors import InputError
 from ..rewards import AccuracyReward, LLMJudge, SaliencyReward, accuracy_reward, format_reward
 from ..rewards.judge import check_judges
-from ._checkpoints import archive_checkpoints, last_complete_checkpoint, run_guard, set_aside_incomplete
-from ._distributed import process_state
+from ._checkpoints import (archive_checkpoints, last_complete_checkpoint, load_checkpoint_weights, run_guard,
+                           set_aside_incomplete)
+from ._distributed import check_saved_weights, process_state
 from .grpo_config import GRPORunConfig, load_run_config, to_plain
 from .grpo_data import build_dataset
 from .run_config import check_report_to, lora_config, trainer_args
@@ -125,8 +126,13 @@ def prepare_model_dir(config: GRPORunConfig) -> Path:
     """The policy's checkpoint directory: built (tiny) or merged (adapter) into place when needed."""
     from accelerate import PartialState
 
+    from ..models.loading import HUB_ID, resolve_model_path
+
     m = config.model
-    path = Path(m.path).resolve()
+    path = Path(m.path)
+    if not path.exists() and not m.build_tiny and HUB_ID.match(str(m.path)):
+        path = resolve_model_path(m.path)  # a hub id: its snapshot in the local HF cache (offline)
+    path = path.resolve()
     found = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
     if not found and not m.build_tiny:  # every process raises alike, before any barrier
         raise InputError(f"model.path {path} holds no checkpoint; run the SFT cold start first "
@@ -219,6 +225,9 @@ def _train_grpo(config: GRPORunConfig, callbacks: list | None, rollout_func: Any
     if trainer.accelerator.is_main_process:  # every file once, by the main process
         atomic_write_text(out / "run_config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False))
     ckpt = _resume_point(config)
+    if ckpt is not None and not (ckpt / "adapter_config.json").is_file() and not (
+            trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):  # full fine-tuning: see load_checkpoint_weights
+        load_checkpoint_weights(trainer.model, ckpt)
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
@@ -245,6 +254,7 @@ def export(trainer: GRPOTrainer, config: GRPORunConfig, base: Path) -> dict[str,
     trainer.accelerator.wait_for_everyone()
     merged = out / "merged"
     if trainer.accelerator.is_main_process:
+        check_saved_weights(adapter)  # ZeRO-3 without 16-bit gathering saves none: one line
         processor = trainer.processing_class
         if config.lora.enabled:
             from peft import PeftModel

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from ..attribution.batch import to_device
+
 
 class FormatForcingRollout:
     """``rollout_func(prompts, trainer) -> {"prompt_ids", "completion_ids", "logprobs"}`` (module docstring).
@@ -44,7 +46,7 @@ class FormatForcingRollout:
         images = [b["image"] for p in prompts for m in p if isinstance(m.get("content"), list)
                   for b in m["content"] if b.get("type") == "image"]
         inputs = proc(text=texts, images=images or None, padding=True, return_tensors="pt")
-        inputs = {k: v.to(trainer.accelerator.device) for k, v in inputs.items()}
+        inputs = to_device(dict(inputs), trainer.accelerator.device)
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
                                          gather_deepspeed3_params=trainer.args.ds3_gather_for_generation) as model, \
                 torch.no_grad():

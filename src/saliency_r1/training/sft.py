@@ -31,7 +31,8 @@ import torch
 from .._io import atomic_write, atomic_write_json
 from ..config_io import load_run, to_dict
 from ..errors import InputError
-from ._checkpoints import archive_checkpoints, is_complete, last_complete_checkpoint, run_guard, set_aside_incomplete
+from ._checkpoints import (archive_checkpoints, is_complete, last_complete_checkpoint, load_checkpoint_weights,
+                           run_guard, set_aside_incomplete)
 from ._distributed import full_weights, process_state
 from .collate import IndexCollator, VisionSFTCollator, response_text
 from .run_config import check_report_to, check_stage, load_samples, lora_config, trainer_args
@@ -106,9 +107,10 @@ def tokenizer_corpus(samples: list[dict], n: int) -> list[str]:
 
 # ---------------------------------------------------------------- model
 def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
-    """``(model, processor, base_dir)``: load ``model.path``, or build the tiny model into ``output_dir/base``
-    (reused on resume) with a tokenizer trained on the training texts."""
-    from ..models.loading import load_hf
+    """``(model, processor, base_dir)``: load ``model.path`` (a directory, or a hub id in the local HF cache),
+    or build the tiny model into ``output_dir/base`` (reused on resume) with a tokenizer trained on the
+    training texts."""
+    from ..models.loading import load_hf, resolve_model_path
     from ..models.processor import load_processor
     from ..models.tiny import tiny_checkpoint
 
@@ -116,7 +118,7 @@ def prepare_model(model_args: ModelArgs, output_dir: Path, samples: list[dict]):
         base = tiny_checkpoint(output_dir / "base", model_args.tiny,
                                corpus=tokenizer_corpus(samples, model_args.tokenizer_corpus), seed=model_args.tiny_seed)
     else:
-        base = Path(model_args.path)
+        base = resolve_model_path(model_args.path)  # a local directory, or a hub id from the local cache
     model, processor = load_hf(base.resolve(), device="cpu", dtype=model_args.dtype,
                                attn_implementation=model_args.attn_implementation)
     if model_args.image_min_pixels is not None or model_args.image_max_pixels is not None:
@@ -240,6 +242,8 @@ def _train_sft(config: SFTRunConfig) -> Path:
     if state.is_main_process:
         atomic_write_json(out / "sft_config.json", to_dict(config), indent=1, default=list)
     resume_from = last_checkpoint(out) if train.resume else None
+    if resume_from is not None and not (resume_from / "adapter_config.json").is_file():  # full fine-tuning
+        load_checkpoint_weights(model, resume_from)
     start_step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] if resume_from else 0
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(samples),
                          processing_class=processor, peft_config=lora_config(config.lora),
