@@ -101,3 +101,34 @@ def make_image(w: int = 168, h: int = 140, seed: int = 0) -> Image.Image:
 @pytest.fixture
 def image():
     return make_image()
+
+
+# ---------------------------------------------------------------- hand-built results (viz tests, no model)
+XSS_SCRIPT = "<script>window.__pwned=1;alert(1)</script>"
+XSS_ATTR = '"><img src=x onerror="window.__pwned=1;alert(1)">'
+XSS_CLOSE = "</script><script>window.__pwned=1</script>\u2028"
+
+
+def hand_result(n: int = 6, grid: tuple[int, int] = (3, 4), n_images: int = 1,
+                holistic: bool = True, size: tuple[int, int] = (80, 60), images: bool = True,
+                tokens: list[str] | None = None, question: str = "Where is the dog?",
+                seed: int = 0) -> "SaliencyResult":
+    """A SaliencyResult built field by field: prompt of 10, think = tokens 1..n-3, answer after."""
+    from saliency_r1.attribution.result import SaliencyResult
+
+    gen = torch.Generator().manual_seed(seed)
+    tokens = tokens if tokens is not None else [f" t{k}" for k in range(n)]
+    maps = [torch.relu(torch.randn(n, *grid, generator=gen)) for _ in range(n_images)]
+    ids = torch.arange(10 + n)
+    per_image = [m.mean(0) for m in maps] if holistic else None
+    return SaliencyResult(
+        input_ids=ids, response_start=10, response_ids=ids[10:], tokens=tokens,
+        think_span=(11, 10 + n - 3), answer_span=(10 + n - 2, 10 + n),
+        contributions=torch.cat([m.flatten(1) for m in maps], 1), grids=[grid] * n_images,
+        token_maps=maps, holistic=per_image, think=per_image, answer=None, attn=None,
+        image_sizes=[size] * n_images, resized_sizes=[(grid[1] * 28, grid[0] * 28)] * n_images,
+        patch_pixels=28, question=question, response_text="".join(tokens),
+        holistic_reason=None if holistic else "no </think> tag: spans unknown",
+        meta={"model": "hand-built", "seconds": {"trace": 0.1}},
+        images=[Image.new("RGB", size, (30 * i, 90, 160)) for i in range(n_images)]
+        if images else None)

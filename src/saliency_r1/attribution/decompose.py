@@ -15,7 +15,7 @@ Per layer the transient is O(H · rows · T) for the softmax rows and O(H · row
 accumulators are ``(B, R, V)`` and ``(B, A, V)``. No layer's full T × T attention is ever kept.
 
 Exact: with all positions as columns, embedding + FFN + bias terms + Σ_p c_{i,p} rebuild the logit
-(``tests/test_tracer.py::test_exactness_identity``). Frozen, as in the paper: σ_i is read from the real final hidden state, the
+(``tests/integration/test_tracer.py::test_exactness_identity``). Frozen, as in the paper: σ_i is read from the real final hidden state, the
 final RMSNorm's γ is folded into ``u``. The rollout (§2) composes, per (l, h), the thinking tokens'
 rows over V with the answer rows over the thinking tokens: Â = a[A, J] @ a[J, V].
 """

@@ -372,7 +372,7 @@ def test_the_sources_entries_in_docs_datasets_md_are_valid():
     from saliency_r1.config_io import from_dict
     from saliency_r1.data import FORMATS
 
-    text = (pathlib.Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "datasets.md").read_text()
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "<format>" not in b]
     entries = [src for b in blocks for src in yaml.safe_load(b)["data"]["sources"]]
     assert len(entries) >= 8

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-TASK_DIR = Path(__file__).resolve().parents[1] / "docs" / "lmms_eval"
+TASK_DIR = Path(__file__).resolve().parents[2] / "docs" / "lmms_eval"
 ENV_VAR = "SALIENCY_R1_LMMS_PYTHON"
 
 

@@ -181,7 +181,7 @@ def test_shipped_configs_parse():
 
     from saliency_r1.config_io import packaged_config
 
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = Path(__file__).resolve().parents[2] / "configs"
     for path in (packaged_config("sft_shapes.yaml"), root / "sft_qwen2_5_vl_7b.yaml", root / "sft_qwen2_5_vl_3b.yaml"):
         cfg = load_config(path)
         assert cfg.train.learning_rate > 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "saliency_r1"
+SRC = Path(__file__).resolve().parents[2] / "src" / "saliency_r1"
 
 FOUNDATION = {"errors", "_io", "_images", "_config_types", "config_io", "configs", "grammar"}
 STAGES: dict[str, int] = {

@@ -232,7 +232,7 @@ def test_fuzz_command_line(stage, argv):
 @pytest.mark.slow
 def test_real_process_bad_config_is_one_line(tmp_path):
     cfg = _yaml(tmp_path, {"grpo": {"learning_rate": "-1e-3", "num_generations": 0}})
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.run([sys.executable, "-m", "saliency_r1.cli.main", "train", "grpo", "--config", cfg],
                           capture_output=True, text=True, env=env, timeout=300)
     assert_clean(proc.returncode, proc.stderr)

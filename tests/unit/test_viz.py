@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import base64
 import doctest
 import hashlib
@@ -16,39 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from saliency_r1.attribution.result import SaliencyResult
 from saliency_r1.viz import (comparison_html, holistic_png, overlay_png, report_html,
                              token_grid_png)
 from saliency_r1.viz._payload import script_json
 from saliency_r1.viz.png import _layout
 
-XSS_SCRIPT = "<script>window.__pwned=1;alert(1)</script>"
-XSS_ATTR = '"><img src=x onerror="window.__pwned=1;alert(1)">'
-XSS_CLOSE = "</script><script>window.__pwned=1</script>\u2028"
-
-
-def hand_result(n: int = 6, grid: tuple[int, int] = (3, 4), n_images: int = 1,
-                holistic: bool = True, size: tuple[int, int] = (80, 60), images: bool = True,
-                tokens: list[str] | None = None, question: str = "Where is the dog?",
-                seed: int = 0) -> SaliencyResult:
-    """A SaliencyResult built field by field: prompt of 10, think = tokens 1..n-3, answer after."""
-    gen = torch.Generator().manual_seed(seed)
-    tokens = tokens if tokens is not None else [f" t{k}" for k in range(n)]
-    maps = [torch.relu(torch.randn(n, *grid, generator=gen)) for _ in range(n_images)]
-    ids = torch.arange(10 + n)
-    per_image = [m.mean(0) for m in maps] if holistic else None
-    return SaliencyResult(
-        input_ids=ids, response_start=10, response_ids=ids[10:], tokens=tokens,
-        think_span=(11, 10 + n - 3), answer_span=(10 + n - 2, 10 + n),
-        contributions=torch.cat([m.flatten(1) for m in maps], 1), grids=[grid] * n_images,
-        token_maps=maps, holistic=per_image, think=per_image, answer=None, attn=None,
-        image_sizes=[size] * n_images, resized_sizes=[(grid[1] * 28, grid[0] * 28)] * n_images,
-        patch_pixels=28, question=question, response_text="".join(tokens),
-        holistic_reason=None if holistic else "no </think> tag: spans unknown",
-        meta={"model": "hand-built", "seconds": {"trace": 0.1}},
-        images=[Image.new("RGB", size, (30 * i, 90, 160)) for i in range(n_images)]
-        if images else None)
-
+from conftest import XSS_ATTR, XSS_CLOSE, XSS_SCRIPT, hand_result  # noqa: F401  (shared with the browser test)
 
 class _Tags(HTMLParser):
     """Every start tag with its attributes, and the text of each <script>."""
@@ -212,17 +184,6 @@ def test_comparison_sections(tmp_path):
 
 
 # ---------------------------------------------------------------- hygiene
-
-VIZ = Path(__file__).resolve().parents[1] / "src" / "saliency_r1" / "viz"
-
-
-def test_viz_imports_no_later_stage():
-    for path in VIZ.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                mod = "." * node.level + (node.module or "")
-                assert not re.match(r"(\.\.|saliency_r1\.)(cli|training|evaluation)", mod), path
-
 
 def test_doctests():
     import saliency_r1.viz as viz

@@ -25,7 +25,7 @@ from saliency_r1.training.run_config import (DataSection, LoraSection, check_rep
                                              lora_config)
 from saliency_r1.training.sft_config import SFTRunConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUTHORS_SYSTEM_PROMPT = (  # trl/grpo_vlm.py of github.com/peterant330/Saliency_R1 (commit 640e3ba)
     "A conversation between user and assistant. The user asks a question, and the assistant solves it. "
     "The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "

@@ -15,7 +15,7 @@ import yaml
 from saliency_r1.cli.main import build_parser
 from saliency_r1.cli.train import overrides_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/real_models.md")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_viz import XSS_ATTR, XSS_CLOSE, XSS_SCRIPT, hand_result
+from conftest import XSS_ATTR, XSS_CLOSE, XSS_SCRIPT, hand_result
 
 from saliency_r1.viz import comparison_html, report_html
 

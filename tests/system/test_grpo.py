@@ -24,7 +24,7 @@ from saliency_r1.training.grpo import build_rewards, grpo_args, prepare_model_di
 from saliency_r1.training.grpo_config import load_run_config
 from saliency_r1.training.grpo_rollouts import FormatForcingRollout
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = packaged_root()  # the tiny CPU configs ship with the package
 REAL = ROOT / "configs"  # the real-model configs stay in the repository
 SMALL = {"grpo.num_generations": 4, "grpo.per_device_train_batch_size": 4, "grpo.max_completion_length": 20,

@@ -99,7 +99,7 @@ def test_experiments_sit_between_evaluation_and_cli():
     import re
     from pathlib import Path
 
-    src = Path(__file__).resolve().parents[1] / "src" / "saliency_r1"
+    src = Path(__file__).resolve().parents[2] / "src" / "saliency_r1"
     for path in (src / "experiments").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
