@@ -91,6 +91,7 @@ def test_rollout_hand_checkable():
     dec.do_rollout = True
     dec.contrib = torch.zeros(1, 1, 2)
     dec.hol, dec.attn = torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)
+    dec.think_attn, dec.value_logit = torch.zeros(1, 2, 2), torch.zeros(1, 1, 2)
     dec.layers_seen = set()
     dec.qpos, dec.allowed, dec.empty_rows = dec._queries()
     q = torch.zeros(1, H, T, E)
@@ -101,5 +102,7 @@ def test_rollout_hand_checkable():
     assert torch.allclose(dec.attn[0, 0], torch.full((2,), H * a_hat))
     assert torch.allclose(dec.hol[0, 0], torch.full((2,), H * a_hat))  # s = 1 per head
     assert torch.allclose(dec.contrib[0, 0], torch.full((2,), H / 5))  # a_{4,p} = 1/5, s = 1
+    assert torch.allclose(dec.think_attn[0], H * torch.tensor([[1 / 3] * 2, [1 / 4] * 2]))  # a_{j,p} = 1/(j+1)
+    assert torch.allclose(dec.value_logit[0, 0], torch.full((2,), float(H)))  # the factor alone: s = 1 per head
     out = dec.finish(torch.ones(1, T, D))
     assert torch.allclose(out.sigma, torch.ones(1, 1))

@@ -65,14 +65,18 @@ def test_demo_end_to_end_in_miniature_then_resume(tmp_path):
 
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out)] + [a for kv in ("sft_steps=2", "grpo_steps=1", "grpo_n=2", "n_test=3",
-                                                       "n_counterfactual=1", "n_focus=2") for a in ("--set", kv)]
+                                                       "n_counterfactual=1", "n_focus=2", "n_precondition=2") for a in ("--set", kv)]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["arms"]) == {"sft", "vision-r1", "saliency-r1"}
     assert set(summary["focus"]) == {"sft", "vision-r1", "saliency-r1"}
     assert all(0.0 <= summary["focus"][a]["focused"]["mean"] <= 1.0 for a in summary["focus"])
     assert set(summary["focus_variants"]) == {"full", "think", "answer", "attn"}
-    assert summary["focus_variants"]["full"] == summary["focus"]["sft"]  # the same test, computed once
+    diag = json.loads((out / "seed0/precondition/sft.json").read_text())["focus"]  # the variants' test, computed once
+    assert {v: {k: x["mean"] for k, x in s.items()} for v, s in summary["focus_variants"].items()} == diag
+    assert summary["precondition"]["0"]["n_pairs"] == 2 and "share / chance" in summary["precondition"]["0"]["table"]
+    md = (out / "summary.md").read_text()
+    assert md.index("Can the reward see the reasoning") < md.index("Table 3 analogue")
     assert "distracted_rate" in summary["arms"]["sft"] and (out / "report.html").is_file()
     assert "focused reasoning" in (out / "report.html").read_text()
     from saliency_r1 import load_model

@@ -68,6 +68,10 @@ class TraceOutput:
     ``contributions`` ``(B, R, V)``: c of §1 (divided by σ). ``holistic`` ``(B, A, V)``: the per
     answer-token §2 contributions, before ReLU. ``attn`` ``(B, A, V)``: Σ_{l,h} Â (the `attn` variant).
     ``target_logits`` ``(B, R)``: z_{i, y_i} rebuilt from the captured final hidden state.
+    ``think_attn`` ``(B, J, V)``: Σ_{l,h} a[J, V], the thinking tokens' first-hop attention on the visual
+    tokens alone; ``value_logit`` ``(B, A, V)``: Σ_{l,h} ⟨v_p, W_O^{h⊤} u_i⟩ / σ_i, the holistic map's value ×
+    logit factor alone (attention replaced by ones). Both for the precondition diagnostic
+    (:mod:`saliency_r1.evaluation.precondition`); None without the rollout.
     """
 
     contributions: torch.Tensor
@@ -75,6 +79,8 @@ class TraceOutput:
     attn: torch.Tensor | None
     sigma: torch.Tensor
     target_logits: torch.Tensor
+    think_attn: torch.Tensor | None = None
+    value_logit: torch.Tensor | None = None
 
 
 def _gather_last(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,9 @@ class LogitDecomposer:
         self.contrib = torch.zeros(B, R, V, device=dev)
         self.hol = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
         self.attn = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
+        J = plan.think_q.shape[1]
+        self.think_attn = torch.zeros(B, J, V, device=dev) if self.do_rollout else None
+        self.value_logit = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
         self.layers_seen: set[int] = set()
         self.qpos, self.allowed, self.empty_rows = self._queries()
 
@@ -168,6 +177,8 @@ class LogitDecomposer:
             s_a = _gather_rows(s, plan.answer_rows)  # (B, K, G, A, V)
             self.hol += (a_hat * s_a).sum((1, 2))  # (B, A, V)
             self.attn += a_hat.sum((1, 2))  # (B, A, V)
+            self.think_attn += a_jv.sum((1, 2))  # (B, J, V)
+            self.value_logit += s_a.sum((1, 2))  # (B, A, V)
         self.layers_seen.add(layer)
 
     def finish(self, final_hidden: torch.Tensor) -> TraceOutput:
@@ -181,13 +192,15 @@ class LogitDecomposer:
         contrib = self.contrib / sigma[:, :, None]
         contrib = contrib * plan.row_mask[:, :, None] * plan.visual_mask[:, None, :]
         z = (h_rows * self.u).sum(-1) / sigma  # (B, R)
-        hol = attn = None
+        hol = attn = think_attn = value_logit = None
         if self.do_rollout:
             sig_a = sigma.gather(1, plan.answer_rows)  # (B, A)
             m = plan.answer_mask[:, :, None] * plan.visual_mask[:, None, :]
             hol = self.hol / sig_a[:, :, None] * m
             attn = self.attn * m
-        return TraceOutput(contrib, hol, attn, sigma, z)
+            think_attn = self.think_attn * plan.think_mask[:, :, None] * plan.visual_mask[:, None, :]
+            value_logit = self.value_logit / sig_a[:, :, None] * m
+        return TraceOutput(contrib, hol, attn, sigma, z, think_attn, value_logit)
 
 
 def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True) -> TraceOutput:

@@ -1,4 +1,6 @@
-"""`saliency-r1 eval {faithfulness,pointing} --model DIR --data PATH --out DIR [...]`.
+"""`saliency-r1 eval {faithfulness,pointing} --model DIR --data PATH --out DIR [...]` and
+`saliency-r1 eval precondition --model DIR --out DIR [--n 100] [--seed 30000] [--world demo|sft]`.
+
 
 Both subcommands are resumable: per-example records are appended to ``OUT/records.jsonl`` as they
 finish, a restart skips the ids already there, and the tables (``OUT/results.json``,
@@ -48,6 +50,46 @@ def add_parser(sub) -> None:
     g = kinds.add_parser("pointing", help="energy-PG / PG against the evidence boxes (paper Table 3)")
     _common(g, "ours")
     g.set_defaults(func=run)
+    c = kinds.add_parser("precondition", help="can the saliency reward see the reasoning on this model? "
+                         "(object-specific attention, entropy, focus gap by variant, decomposition; issue 13)")
+    c.add_argument("--model", required=True, help="checkpoint directory (or a demo/training run folder)")
+    c.add_argument("--out", required=True, help="output folder (precondition.json, precondition.md)")
+    c.add_argument("--n", type=int, default=100, help="ShapesWorld scenes (focused/distracted pairs)")
+    c.add_argument("--seed", type=int, default=30_000, help="seed of the scenes (the demo uses 30000 + its seed)")
+    c.add_argument("--split", default="validation", choices=("validation", "train"),
+                   help="ShapesWorld split the scenes come from (never the held-out test split)")
+    c.add_argument("--world", default="demo", choices=("demo", "sft"),
+                   help="demo: the demo's ShapesWorld (sft_shapes.yaml + the quick preset's overrides); "
+                        "sft: configs/sft_shapes.yaml's")
+    c.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
+    c.set_defaults(func=run_precondition)
+
+
+@locked_out("eval")
+def run_precondition(args: argparse.Namespace) -> int:
+    """The precondition diagnostic (:mod:`saliency_r1.evaluation.precondition`) on ShapesWorld scenes."""
+    import time
+
+    from .. import load_model
+    from ..data import ShapesWorldConfig
+    from ..evaluation.precondition import precondition_markdown, shapes_precondition, to_dict
+    from ..experiments.pipeline import PRESETS, world
+
+    if args.n < 2:
+        raise InputError(f"--n must be >= 2 (a paired standard error needs two pairs), got {args.n}")
+    t0 = time.perf_counter()
+    cfg = ShapesWorldConfig(**world(PRESETS["quick"] if args.world == "demo" else None))
+    res = shapes_precondition(load_model(args.model, device=args.device), cfg, args.n, seed=args.seed,
+                              split=args.split)
+    res.meta.update(world=args.world, seconds=round(time.perf_counter() - t0, 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "precondition.json", json.dumps(to_dict(res), indent=1))
+    md = (f"Precondition diagnostic ({args.model}; {res.n_pairs} pairs, ShapesWorld `{args.world}` world, "
+          f"split {args.split}, seed {args.seed})\n\n{precondition_markdown(res)}\n")
+    atomic_write_text(out / "precondition.md", md)
+    print(md + f"\n{res.meta['seconds']} s")
+    return 0
 
 
 def _levels(text: str) -> tuple[float, ...]:

@@ -12,8 +12,8 @@ from ._families import is_distracted
 from .loaders import FORMATS, LoadResult, load
 from .schema import Sample, format_response
 from .sources import DataSource, load_sources
-from .shapes import ShapesWorldConfig, corpus, export, generate, to_hf_dataset
+from .shapes import ShapesWorldConfig, corpus, export, generate, scene_objects, to_hf_dataset
 
 __all__ = ["is_distracted", "load", "LoadResult", "FORMATS", "Sample", "format_response", "ShapesWorldConfig", "generate",
-           "to_hf_dataset", "export", "corpus",
+           "to_hf_dataset", "export", "corpus", "scene_objects",
            "DataSource", "load_sources"]

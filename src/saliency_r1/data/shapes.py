@@ -222,6 +222,27 @@ def corpus(n: int = 2000, config: Optional[ShapesWorldConfig] = None, seed: int 
     return out
 
 
+def scene_objects(config: Optional[ShapesWorldConfig], sample: Sample) -> list[dict]:
+    """Every object of a generated sample's scene, ``{"shape", "colour", "box"}`` (pixel xyxy), in drawing
+    order, rebuilt from the sample's id (``shapes-{split}-{seed}-{index}``) without drawing; ``config`` must be
+    the one that generated it. The precondition diagnostic (:mod:`saliency_r1.evaluation.precondition`) uses
+    it to find which object a word of the reasoning names.
+
+    >>> s = generate(ShapesWorldConfig(families={"attribute": 1.0}), 1, seed=3, split="validation")[0]
+    >>> objs = scene_objects(ShapesWorldConfig(families={"attribute": 1.0}), s)
+    >>> objs[0]["box"] == s["boxes"][0], sorted(objs[0])
+    (True, ['box', 'colour', 'shape'])
+    """
+    m = re.fullmatch(r"shapes-(.+)-(\d+)-(\d+)", str(sample.get("id", "")))
+    if m is None:
+        raise InputError(f"sample id {sample.get('id')!r} is not a ShapesWorld id (shapes-SPLIT-SEED-INDEX); "
+                         "pass a sample made by saliency_r1.data.generate")
+    objs, again = _build_one(config or ShapesWorldConfig(), int(m[2]), m[1], int(m[3]), draw=False)
+    if (again["question"], again["answer"]) != (sample["question"], sample["answer"]):
+        raise InputError(f"sample {sample['id']} was not generated with this config; pass the config that made it")
+    return [{"shape": o.shape, "colour": o.colour, "box": o.box} for o in objs]
+
+
 def hf_features():
     """The ``datasets.Features`` of :func:`to_hf_dataset` (image as ``datasets.Image``).
 

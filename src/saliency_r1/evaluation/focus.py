@@ -69,13 +69,27 @@ def focus_gap(model: Any, pairs: list[tuple[dict, str, str]], variant: str = "fu
     r = reward([user_turn(1, s["question"]) for s, _ in rows], [resp for _, resp in rows], None,
                image=[s["image"] for s, _ in rows], boxes=[s["boxes"] for s, _ in rows])
     scored = [(a, b) for a, b in zip(r[::2], r[1::2]) if a is not None and b is not None]
-    foc, dis = [a for a, _ in scored], [b for _, b in scored]
-    if not foc:
+    if not scored:
         raise InputError("no pair could be scored (every row lacked usable evidence)")
-    gap = np.asarray(foc) - np.asarray(dis)
-    return {"n": len(foc), "focused": float(np.mean(foc)), "distracted": float(np.mean(dis)),
+    return paired_stats([a for a, _ in scored], [b for _, b in scored])
+
+
+def paired_stats(focused, distracted) -> dict[str, float]:
+    """Paired comparison of two scores per scene: ``{"n", "focused", "distracted", "gap", "gap_se",
+    "focused_wins"}`` with ``gap = mean(focused - distracted)``, its standard error (ddof 1; 0 for one
+    pair) and the fraction of pairs the focused trace wins (ties count half).
+
+    >>> r = paired_stats([0.5, 0.3, 0.2], [0.1, 0.3, 0.4])
+    >>> r["n"], round(r["gap"], 3), r["focused_wins"]
+    (3, 0.067, 0.5)
+    """
+    foc, dis = np.asarray(focused, dtype=float), np.asarray(distracted, dtype=float)
+    if foc.shape != dis.shape or foc.ndim != 1 or not len(foc):
+        raise InputError(f"paired scores need two equal, non-empty lists; got {foc.shape} and {dis.shape}")
+    gap = foc - dis
+    return {"n": len(foc), "focused": float(foc.mean()), "distracted": float(dis.mean()),
             "gap": float(gap.mean()), "gap_se": float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else 0.0,
             "focused_wins": float(np.mean((gap > 0) + 0.5 * (gap == 0)))}
 
 
-__all__ = ["paired_traces", "focus_gap"]
+__all__ = ["paired_traces", "focus_gap", "paired_stats"]

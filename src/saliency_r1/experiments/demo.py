@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
-from ..attribution.maps import VARIANTS
+from ..evaluation.precondition import from_dict, precondition_markdown, precondition_verdict
 from ..scoring import score_result
 from . import pipeline as dp
 from . import report as rep
@@ -51,10 +51,12 @@ def run_seed(out: Path, preset: dp.Preset, seed: int, bar) -> dict:
     bar.update()
     bar.set_description(f"seed {seed}: focused vs distracted reasoning")
     focus = {arm: dp.focus(out, arm, models[arm], preset, seed) for arm in dp.ARMS}
-    by_variant = {v: dp.focus(out, "sft", models["sft"], preset, seed, variant=v) for v in VARIANTS}
     bar.update()
-    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "focus_variants": by_variant,
-            "models": {k: str(v) for k, v in models.items()}}
+    bar.set_description(f"seed {seed}: precondition diagnostic")
+    diag = dp.precondition(out, models["sft"], preset, seed)  # also the focus gap by reward variant
+    bar.update()
+    return {"metrics": metrics, "counterfactual": cf, "focus": focus, "focus_variants": diag["focus"],
+            "precondition": diag, "models": {k: str(v) for k, v in models.items()}}
 
 
 def explanations(out: Path, models: dict[str, str], samples: list[dict], n: int = 3) -> Path:
@@ -89,14 +91,35 @@ def link_models(root: Path, seed: int, names: list[str]) -> None:
             return
 
 
+def precondition_summary(per_seed: dict[int, dict]) -> dict[str, Any]:
+    """Per seed, the diagnostic's table and verdict (the data stays in ``seed<N>/precondition/sft.json``)."""
+    out = {}
+    for seed, d in per_seed.items():
+        r = from_dict(d)
+        out[str(seed)] = {"table": precondition_markdown(r), "verdict": precondition_verdict(r), "n_pairs": r.n_pairs,
+                          "seconds": r.meta.get("seconds")}
+    return out
+
+
+def precondition_section(summary: dict[str, Any]) -> str:
+    """The report's opening: can the reward see the reasoning on the SFT start (last seed's diagnostic)?"""
+    seed, p = list(summary["precondition"].items())[-1]
+    return (f"## Can the reward see the reasoning on this model?\n\nPrecondition diagnostic on the SFT start "
+            f"(seed {seed}, {p['n_pairs']} focused/distracted pairs of validation scenes, "
+            f"saliency_r1.evaluation.precondition; EVALUATION.md explains each row):\n\n{p['table']}\n\n"
+            f"**{p['verdict']['text']}**\n\n")
+
+
 def summary_markdown(summary: dict[str, Any], preset: dp.Preset) -> str:
-    """``summary.md``: the tables and the verdict of one demo run."""
+    """``summary.md``: the precondition diagnostic, the tables and the verdict of one demo run."""
     seeds = summary["seeds"]
     return (f"# saliency-r1 demo ({summary['preset']}, seeds {seeds}, {preset.n_test} held-out questions)\n\n"
-            f"{rep.markdown_table(summary['arms'])}\n\n## Counterfactual (accuracy %, Gaussian noise; seed "
+            f"{precondition_section(summary)}## Table 3 analogue\n\n{rep.markdown_table(summary['arms'])}\n\n"
+            f"## Counterfactual (accuracy %, Gaussian noise; seed "
             f"{seeds[-1]})\n\n{rep.counterfactual_table(summary['counterfactual'])}\n\n"
             f"## Does the saliency reward prefer focused reasoning?\n\n{rep.focus_table(summary['focus'])}\n\n"
-            f"On the SFT start, by reward variant:\n\n{rep.focus_table(summary['focus_variants'])}\n\n"
+            f"On the SFT start, by reward variant (the diagnostic's validation scenes):\n\n"
+            f"{rep.focus_table(summary['focus_variants'])}\n\n"
             f"**Verdict.** {summary['verdict']['text']}\n")
 
 
@@ -107,8 +130,8 @@ def run_demo(root: Path, preset: dp.Preset, preset_name: str, seeds: tuple[int, 
     next to ``report.html`` in ``root``.
     """
     t0 = time.perf_counter()
-    per_seed, cf, focus, by_variant, last = [], {}, [], [], None
-    n_stages = 1 + (len(arms(preset)) - 1) + len(arms(preset)) + 2
+    per_seed, cf, focus, by_variant, diag, last = [], {}, [], [], {}, None
+    n_stages = 1 + (len(arms(preset)) - 1) + len(arms(preset)) + 3
     with tqdm(total=n_stages * len(seeds), unit="stage", desc="demo") as bar:
         for seed in seeds:
             last = run_seed(root / f"seed{seed}", preset, seed, bar)
@@ -116,11 +139,17 @@ def run_demo(root: Path, preset: dp.Preset, preset_name: str, seeds: tuple[int, 
             cf = last["counterfactual"]
             focus.append(last["focus"])
             by_variant.append(last["focus_variants"])
+            diag[seed] = last["precondition"]
     table = {arm: rep.aggregate([m[arm] for m in per_seed]) for arm in arms(preset)}
     summary = {"preset": preset_name, "seeds": list(seeds), "n_test": preset.n_test, "arms": table,
                "per_seed": per_seed, "counterfactual": cf, "focus": rep.aggregate_focus(focus),
-               "focus_variants": rep.aggregate_focus(by_variant), "verdict": rep.verdict(table),
+               "focus_variants": rep.aggregate_focus(by_variant), "precondition": precondition_summary(diag),
+               "verdict": rep.verdict(table),
                "timings": {"total_s": round(time.perf_counter() - t0, 1)}}
+    pre = list(summary["precondition"].values())[-1]["verdict"]
+    if not pre["holds"]:
+        summary["verdict"]["text"] += (" The precondition diagnostic (first section) finds that the reward cannot "
+                                       "see the reasoning on the SFT start, which explains a null result here.")
     seed_dir = root / f"seed{seeds[-1]}"
     link_models(root, seeds[-1], arms(preset))
     expl = explanations(root, last["models"], dp.held_out(preset, seeds[-1], preset.n_test))
@@ -133,4 +162,6 @@ def run_demo(root: Path, preset: dp.Preset, preset_name: str, seeds: tuple[int, 
     return summary, md, rep.write_report(root, summary, curves, expl)
 
 
-__all__ = ["arms", "run_seed", "explanations", "link_models", "summary_markdown", "run_demo"]
+__all__ = ["arms", "run_seed", "explanations", "link_models", "precondition_summary", "precondition_section",
+           "summary_markdown", "run_demo"]
+

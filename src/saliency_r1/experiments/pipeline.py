@@ -28,6 +28,9 @@ class Preset:
     n_test: int = field(default=100, metadata={"help": "held-out samples evaluated"})
     n_counterfactual: int = field(default=24, metadata={"help": "held-out samples in the noise test"})
     n_focus: int = field(default=40, metadata={"help": "held-out scenes in the focused-vs-distracted reward test"})
+    n_precondition: int = field(default=100, metadata={
+        "help": "validation scenes (focused/distracted pairs) in the precondition diagnostic on the SFT start "
+                "(saliency_r1.evaluation.precondition; 100 pairs: about 25 s of CPU)"})
     world: dict = field(default_factory=lambda: {"distracted_frac": 0.6, "distracted_where": "start"}, metadata={
         "help": "ShapesWorld overrides over configs/sft_shapes.yaml's data.shapes for every stage: the cold start "
                 "reasons about irrelevant objects first in most traces, so its greedy answers do too and the "
@@ -168,6 +171,25 @@ def focus(out: Path, arm: str, model_dir: Path, preset: Preset, seed: int, varia
     return json.loads(path.read_text())
 
 
+def precondition(out: Path, model_dir: Path, preset: Preset, seed: int) -> dict[str, Any]:
+    """The precondition diagnostic (:func:`saliency_r1.evaluation.precondition.shapes_precondition`) on
+    ``preset.n_precondition`` scenes of the demo's world, validation split (seed ``30_000 + seed``): can the
+    reward see the reasoning on this model? Also gives the focus gap by reward variant."""
+    from .. import load_model
+    from ..data import ShapesWorldConfig
+    from ..evaluation.precondition import shapes_precondition, to_dict
+
+    path = out / "precondition" / "sft.json"
+    if not path.is_file():
+        t = time.perf_counter()
+        res = shapes_precondition(load_model(model_dir), ShapesWorldConfig(**world(preset)), preset.n_precondition,
+                                  seed=30_000 + seed, split="validation")
+        res.meta["seconds"] = round(time.perf_counter() - t, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(to_dict(res), indent=1))
+    return json.loads(path.read_text())
+
+
 def load_preset(name: str, overrides: dict | None = None) -> Preset:
     """A named preset, optionally with field overrides (YAML-style dict)."""
     if name not in PRESETS:
@@ -179,4 +201,4 @@ def load_preset(name: str, overrides: dict | None = None) -> Preset:
 
 
 __all__ = ["Preset", "PRESETS", "ARMS", "world", "held_out", "run_sft", "run_grpo", "evaluate", "counterfactual",
-           "focus", "load_preset", "config_path", "read_yaml"]
+           "focus", "precondition", "load_preset", "config_path", "read_yaml"]

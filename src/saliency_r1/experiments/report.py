@@ -187,6 +187,7 @@ img{{max-width:100%}}code{{background:#f2f3f7;padding:1px 4px}}</style></head><b
 <p>ShapesWorld (synthetic grounded VQA with exact evidence boxes), tiny Qwen2.5-VL on CPU. Preset
 <code>{html.escape(summary['preset'])}</code>, seeds {html.escape(str(summary['seeds']))}, {summary['n_test']} held-out
 questions never used for training or selection.</p>
+{_precondition_html(summary.get('precondition'))}
 <div class="v"><b>Verdict.</b> {html.escape(v['text'])}</div>
 <h2>Table 3 analogue</h2>{_md_to_html(md_table)}
 <p>energy-PG: share of the holistic map's mass inside the evidence boxes; PG: arg-max inside a box;
@@ -205,6 +206,21 @@ answer tokens' own maps; attn: raw attention instead of logit contributions):</p
 {link}<h2>Timings</h2><pre>{html.escape(json.dumps(summary.get('timings', {}), indent=1))}</pre>
 </body></html>"""
     return atomic_write_text(out / "report.html", page)
+
+
+def _precondition_html(per_seed: dict | None) -> str:
+    """The report's opening section: the last seed's precondition diagnostic and what it says."""
+    if not per_seed:
+        return ""
+    seed, p = list(per_seed.items())[-1]
+    ok = p["verdict"]["holds"]
+    return (f"<h2>Can the reward see the reasoning on this model?</h2><p>Precondition diagnostic on the SFT start "
+            f"(seed {html.escape(str(seed))}, {p['n_pairs']} focused/distracted pairs of validation scenes; "
+            "<code>saliency_r1.evaluation.precondition</code>): (a) do thinking tokens that name an object look at "
+            "it, (b) how spread is their attention, (c) does each reward variant prefer the focused trace, (d) "
+            "which factor of the map carries its evidence.</p>" + _md_to_html(p["table"]) +
+            f'<div class="v" style="background:{"#e8f6ee" if ok else "#fdf0e6"}">'
+            f"{html.escape(p['verdict']['text'])}</div>")
 
 
 def _md_to_html(table: str) -> str:
