@@ -119,7 +119,7 @@ def test_hostile_image_files_are_one_line(case, tiny_dir, png, tmp_path, capsys)
     flag, make = BAD_IMAGES[case]
     path = make(tmp_path)
     if "bomb" in case:
-        assert path.stat().st_size < 100  # a few bytes declare ten billion pixels
+        assert path.stat().st_size == 65  # 65 bytes declare ten billion pixels
     argv = ["explain", "--model", str(tiny_dir), "--image", str(png), "--question", "Q?", "--response",
             "<think>a</think>b", "--out", str(tmp_path / "o"), flag, str(path)]
     line = one_error_line(*run_cli(argv, capsys))

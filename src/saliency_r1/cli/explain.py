@@ -2,7 +2,7 @@
 
 Single example::
 
-    saliency-r1 explain --model DIR --image IMG --question Q [--response TEXT]
+    saliency-r1 explain --model DIR --image IMG --question Q [--response TEXT [--truncate-response]]
         [--box X1,Y1,X2,Y2 ...] [--box-format xyxy|xywh|norm_xyxy|visual_cot] [--mask PATH_OR_JSON]
         [--out DIR] [--which holistic|think|answer|attn] [--max-new-tokens N]
         [--do-sample --temperature T --top-p P] [--seed S] [--device D] [--dtype T]
