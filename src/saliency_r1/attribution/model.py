@@ -18,7 +18,7 @@ from .inputs import open_image, prompt_inputs, response_ids
 from .maps import to_grids, trace_batch
 from .options import check_options
 from .result import SaliencyResult
-from ..grammar import Spans, cut_at_end, end_ids, find_spans
+from ..grammar import Spans, cut_at_end, end_ids, end_of_turn_id, find_spans
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class SaliencyModel:
         images = [open_image(im, min_side=self.patch_pixels) for im in images]
         t0 = time.perf_counter()
         prompt = prompt_inputs(self.processor, images, question)
-        end_id = self.processor.tokenizer.eos_token_id
+        end_id = end_of_turn_id(self.processor.tokenizer)  # closes a given response, as SFT writes it
         t_gen = 0.0
         if response is None:
             room = (self.max_positions or 0) - prompt["input_ids"].shape[1]

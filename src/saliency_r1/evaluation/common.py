@@ -26,7 +26,7 @@ from ..attribution.batch import build_batch, to_device
 from ..attribution.batch import to_device as on_device  # the one device move, under its evaluation name
 from ..attribution.inputs import open_image, prompt_inputs, response_ids
 from ..attribution.maps import to_grids
-from ..grammar import Spans
+from ..grammar import Spans, end_of_turn_id
 from ..errors import InputError
 
 TARGETS = ("answer", "response")
@@ -85,7 +85,7 @@ def prepare(smodel, image, question: str, response) -> Example:
     images = image if isinstance(image, (list, tuple)) else [image]
     images = [open_image(im, min_side=smodel.patch_pixels) for im in images]
     prompt = prompt_inputs(smodel.processor, images, question)
-    ids = response_ids(smodel.processor, response, smodel.processor.tokenizer.eos_token_id)
+    ids = response_ids(smodel.processor, response, end_of_turn_id(smodel.processor.tokenizer))
     spans = smodel.spans(ids)
     batch = build_batch([prompt], [ids], [spans], 0, smodel.merge_size)  # a batch of one: no padding
     visual = (batch.inputs["input_ids"][0] == smodel.image_token_id).nonzero().flatten()

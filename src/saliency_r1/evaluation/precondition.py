@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..grammar import end_of_turn_id
 from ..scoring import score_grid
 from .focus import focus_gap, paired_stats, paired_traces
 
@@ -133,7 +134,7 @@ def probe(model, t: Trace) -> Probe:
 
     image = open_image(t.image, min_side=model.patch_pixels)
     prompt = prompt_inputs(model.processor, [image], t.question)
-    ids = response_ids(model.processor, t.response, model.processor.tokenizer.eos_token_id)
+    ids = response_ids(model.processor, t.response, end_of_turn_id(model.processor.tokenizer))
     spans = model.spans(ids)
     if not spans.complete:
         raise InputError(f"cannot probe {t.response[:60]!r}: {spans.reason}; pass <think>...</think>answer")

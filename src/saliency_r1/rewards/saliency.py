@@ -55,7 +55,7 @@ from ..models.spec import ModelSpec, get_spec, unwrap
 from ..scoring import alignment, authors_box_bug, map_to_pixels, pointing_game, region_mask, score_grid
 from ..scoring.masks import polygons_to_mask
 from ._batch import encode_once, shares_vision
-from ..grammar import cut_at_end, end_ids, find_spans, well_formed
+from ..grammar import cut_at_end, end_ids, end_of_turn_id, find_spans, well_formed
 from ._text import completion_text
 
 logger = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class SaliencyReward:
             ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
         else:  # no ids (a caller outside TRL): tokenise the text and close the turn
             ids = self.processor.tokenizer(completion_text(completions[i]), add_special_tokens=False)["input_ids"]
-            ids = ids + [self.processor.tokenizer.eos_token_id]
+            ids = ids + [end_of_turn_id(self.processor.tokenizer)]
         return cut_at_end(ids, ends)
 
     def _prompt_inputs(self, prompt: Any, imgs: list, cache: dict) -> dict:
