@@ -28,7 +28,7 @@ STAGES: dict[str, int] = {
     "training": 6, "evaluation": 6,
     "viz": 7,
     "experiments": 8,
-    "cli": 9,
+    "cli": 9, "__main__": 9,  # python -m saliency_r1 is the CLI
 }
 """Rank of each top-level package or module of ``saliency_r1``; an import may only go to an equal or lower rank."""
 
