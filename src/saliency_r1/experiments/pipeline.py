@@ -42,7 +42,7 @@ class Preset:
 PRESETS = {
     "quick": Preset(),
     "full": Preset(sft_steps=1500, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60, n_focus=100,
-                   seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero")),
+                   seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero", "authors")),
 }
 
 ARMS = ("sft", "vision-r1", "saliency-r1")

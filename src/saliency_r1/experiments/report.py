@@ -14,7 +14,8 @@ from .._io import atomic_write_text
 METRICS = (("accuracy", "accuracy"), ("attribute_accuracy", "attribute acc."), ("energy_pg", "energy-PG"),
            ("pg", "PG"), ("uniform", "uniform-map PG"), ("mean_response_tokens", "response length"),
            ("distracted_rate", "distracted reasoning"), ("format_rate", "format rate"))
-LABELS = {"sft": "SFT start", "vision-r1": "Vision-R1 (no saliency reward)", "saliency-r1": "Saliency-R1"}
+LABELS = {"sft": "SFT start", "vision-r1": "Vision-R1 (no saliency reward)", "saliency-r1": "Saliency-R1",
+          "authors": "Saliency-R1, authors' code (parity: ReLU after the sum, offset -1, their box bug)"}
 TOLERANCE = 0.02  # accuracy may dip this much (2 points) and still count as "not lost"
 
 
