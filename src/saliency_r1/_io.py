@@ -78,7 +78,7 @@ def json_safe(obj: Any) -> Any:
 
 def write_json(path: str | Path, data: Any, indent: int = 2) -> Path:
     """Atomically write ``data`` as indented UTF-8 strict JSON (:func:`json_safe`)."""
-    return atomic_write_text(path, json.dumps(json_safe(data), indent=indent, ensure_ascii=False) + "\n")
+    return atomic_write_json(path, json_safe(data), indent=indent, ensure_ascii=False)
 
 
 class RecordLog:
