@@ -92,12 +92,13 @@ def test_rollout_hand_checkable():
     dec.contrib = torch.zeros(1, 1, 2)
     dec.hol, dec.attn = torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)
     dec.think_attn, dec.value_logit = torch.zeros(1, 2, 2), torch.zeros(1, 1, 2)
-    dec.layers_seen = set()
+    dec.layers_seen, dec.hol_layers = set(), []
     dec.qpos, dec.allowed, dec.empty_rows = dec._queries()
     q = torch.zeros(1, H, T, E)
     k = torch.zeros(1, H, T, E)
     v = torch.ones(1, H, T, E)
     dec(0, att, q, k, v)
+    assert len(dec.hol_layers) == 1 and torch.equal(dec.hol_layers[0], dec.hol)  # (e): per-layer terms sum to hol
     a_hat = (1 / 3 + 1 / 4) / 5
     assert torch.allclose(dec.attn[0, 0], torch.full((2,), H * a_hat))
     assert torch.allclose(dec.hol[0, 0], torch.full((2,), H * a_hat))  # s = 1 per head

@@ -29,7 +29,7 @@ CONFIGS = packaged_root()  # the tiny CPU configs ship with the package
 REAL = ROOT / "configs"  # the real-model configs stay in the repository
 SMALL = {"grpo.num_generations": 4, "grpo.per_device_train_batch_size": 4, "grpo.max_completion_length": 20,
          "grpo.logging_steps": 1, "data.n": 8,
-         "data.shapes": {"width": 112, "height": 112, "large_size": [30, 36], "small_size": [18, 24]}}
+         "data.shapes": {"width": 112, "height": 112, "large_size": [30, 36], "small_size": [18, 24], "cell_layout": 0}}
 
 
 @pytest.fixture(autouse=True)

@@ -103,7 +103,7 @@ def _grpo_config(tmp_path, out, per_device_train_batch_size: int = 4):
     data = {"extends": str(packaged_config("grpo_shapes.yaml")), "name": "kill9", "output_dir": str(out),
             "model": {"path": str(model), "build_tiny": False},
             "data": {"n": 8, "seed": 3, "shapes": {"width": 112, "height": 112, "large_size": [30, 36],
-                                                   "small_size": [18, 24]}},
+                                                   "small_size": [18, 24], "cell_layout": 0}},
             "rewards": {"saliency_batch_size": 4},
             "grpo": {"num_generations": 4, "per_device_train_batch_size": per_device_train_batch_size,
                      "max_completion_length": 12,

@@ -70,7 +70,8 @@ class TraceOutput:
     ``target_logits`` ``(B, R)``: z_{i, y_i} rebuilt from the captured final hidden state.
     ``think_attn`` ``(B, J, V)``: Σ_{l,h} a[J, V], the thinking tokens' first-hop attention on the visual
     tokens alone; ``value_logit`` ``(B, A, V)``: Σ_{l,h} ⟨v_p, W_O^{h⊤} u_i⟩ / σ_i, the holistic map's value ×
-    logit factor alone (attention replaced by ones). Both for the precondition diagnostic
+    logit factor alone (attention replaced by ones); ``holistic_layers`` ``(L, B, A, V)``: ``holistic`` split by
+    decoder layer (it is their sum). All three for the precondition diagnostic
     (:mod:`saliency_r1.evaluation.precondition`); None without the rollout.
     """
 
@@ -81,6 +82,7 @@ class TraceOutput:
     target_logits: torch.Tensor
     think_attn: torch.Tensor | None = None
     value_logit: torch.Tensor | None = None
+    holistic_layers: torch.Tensor | None = None
 
 
 def _gather_last(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -138,6 +140,7 @@ class LogitDecomposer:
         J = plan.think_q.shape[1]
         self.think_attn = torch.zeros(B, J, V, device=dev) if self.do_rollout else None
         self.value_logit = torch.zeros(B, A, V, device=dev) if self.do_rollout else None
+        self.hol_layers: list[torch.Tensor] = []  # per layer (B, A, V), in call order
         self.layers_seen: set[int] = set()
         self.qpos, self.allowed, self.empty_rows = self._queries()
 
@@ -175,7 +178,8 @@ class LogitDecomposer:
             a_aj = a_aj * plan.think_mask[:, None, None, None, :]
             a_hat = a_aj @ a_jv  # (B, K, G, A, V)
             s_a = _gather_rows(s, plan.answer_rows)  # (B, K, G, A, V)
-            self.hol += (a_hat * s_a).sum((1, 2))  # (B, A, V)
+            self.hol_layers.append((a_hat * s_a).sum((1, 2)))  # (B, A, V)
+            self.hol += self.hol_layers[-1]
             self.attn += a_hat.sum((1, 2))  # (B, A, V)
             self.think_attn += a_jv.sum((1, 2))  # (B, J, V)
             self.value_logit += s_a.sum((1, 2))  # (B, A, V)
@@ -192,7 +196,7 @@ class LogitDecomposer:
         contrib = self.contrib / sigma[:, :, None]
         contrib = contrib * plan.row_mask[:, :, None] * plan.visual_mask[:, None, :]
         z = (h_rows * self.u).sum(-1) / sigma  # (B, R)
-        hol = attn = think_attn = value_logit = None
+        hol = attn = think_attn = value_logit = hol_layers = None
         if self.do_rollout:
             sig_a = sigma.gather(1, plan.answer_rows)  # (B, A)
             m = plan.answer_mask[:, :, None] * plan.visual_mask[:, None, :]
@@ -200,7 +204,8 @@ class LogitDecomposer:
             attn = self.attn * m
             think_attn = self.think_attn * plan.think_mask[:, :, None] * plan.visual_mask[:, None, :]
             value_logit = self.value_logit / sig_a[:, :, None] * m
-        return TraceOutput(contrib, hol, attn, sigma, z, think_attn, value_logit)
+            hol_layers = torch.stack(self.hol_layers) / sig_a[None, :, :, None] * m  # (L, B, A, V)
+        return TraceOutput(contrib, hol, attn, sigma, z, think_attn, value_logit, hol_layers)
 
 
 def trace(model: nn.Module, spec: ModelSpec, inputs: dict, plan: TracePlan, rollout: bool = True) -> TraceOutput:

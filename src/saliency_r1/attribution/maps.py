@@ -37,6 +37,7 @@ class ExampleMaps:
     grids: list[tuple[int, int]]       # merged grid (h, w) per image
     think_attn: torch.Tensor | None = None   # (J, V) thinking tokens' attention on the visual tokens, Σ_{l,h}
     value_logit: torch.Tensor | None = None  # (V,) the holistic map's value x logit factor alone (ReLU as holistic)
+    holistic_layers: torch.Tensor | None = None  # (L, V) pre-ReLU holistic contributions per decoder layer, Σ_k
 
     def on_grids(self, field: str) -> list[torch.Tensor] | None:
         """``field``'s map laid on each image's grid (None when undefined)."""
@@ -125,7 +126,7 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans], first:
     for b, sp in enumerate(spans):
         n, v = int(plan.row_mask[b].sum()), int(plan.visual_mask[b].sum())
         c = out.contributions[b, :n, :v].cpu()
-        think = answer = hol = attn = think_attn = value_logit = None
+        think = answer = hol = attn = think_attn = value_logit = layers = None
         rs = first[b]
         if sp.think is not None and sp.think[0] >= rs:  # (a plan of the answer rows only has no thinking rows)
             think = _summed(c[sp.think[0] - rs:sp.think[1] - rs], relu)
@@ -138,8 +139,10 @@ def split_examples(out: TraceOutput, plan: TracePlan, spans: list[Spans], first:
             if out.think_attn is not None:
                 think_attn = out.think_attn[b, :int(plan.think_mask[b].sum()), :v].cpu()
                 value_logit = _summed(out.value_logit[b, :a, :v].cpu(), relu)
+            if out.holistic_layers is not None:
+                layers = out.holistic_layers[:, b, :a, :v].cpu().sum(1)  # (L, V)
         res.append(ExampleMaps(c, hol, think, answer, attn, out.target_logits[b, :n].cpu(), grids[b], think_attn,
-                               value_logit))
+                               value_logit, layers))
     return res
 
 

@@ -66,7 +66,7 @@ def _n(cfg: ShapesWorldConfig, rng: np.random.Generator, least: int = 1) -> int:
 
 
 def _placed(objs: list[Obj], cfg: ShapesWorldConfig, rng: np.random.Generator) -> bool:
-    return place(objs, cfg.width, cfg.height, cfg.min_gap, rng)
+    return place(objs, cfg.width, cfg.height, cfg.min_gap, rng, cell=cfg.cell_layout)
 
 
 def _label_text(cfg: ShapesWorldConfig, rng: np.random.Generator) -> str:
@@ -97,6 +97,27 @@ def where(obj: Obj, width: int, height: int) -> str:
     return f"at the {row} {col}"
 
 
+def grounded(cfg: ShapesWorldConfig) -> bool:
+    """Whether the traces name every object with its colour, shape and position (``trace_style``)."""
+    return cfg.trace_style != "plain"
+
+
+def cell_name(obj: Obj, width: int, height: int) -> str:
+    """Two words from the canvas thirds, row then column: 'top left', 'middle centre', 'bottom right'."""
+    cx, cy = obj.centre
+    return (f"{('top', 'middle', 'bottom')[min(2, int(3 * cy / height))]} "
+            f"{('left', 'centre', 'right')[min(2, int(3 * cx / width))]}")
+
+
+def name(o: Obj, cfg: ShapesWorldConfig) -> str:
+    """One object as grounded traces name it: 'a red square top left' (every word after the article
+    depends on the object, so each token that names it must look at it to predict the next), or with
+    ``trace_style='grounded_phrase'`` 'a red square at the top left'."""
+    if cfg.trace_style == "grounded_phrase":
+        return f"{a(o.colour + ' ' + o.shape)} {where(o, cfg.width, cfg.height)}"
+    return f"{a(o.colour + ' ' + o.shape)} {cell_name(o, cfg.width, cfg.height)}"
+
+
 def a(word: str) -> str:
     """'a red circle', 'an orange square'."""
     return ("an " if word[:1] in "aeiou" else "a ") + word
@@ -120,7 +141,8 @@ def distract(b: Built, cfg: ShapesWorldConfig, rng: np.random.Generator) -> str:
     others = sorted((o for i, o in enumerate(b.objs) if i not in b.evidence), key=lambda o: o.centre[0])
     if not others:
         return f"I look at the whole image first. {b.focused}"
-    seen = describe_group(others[: cfg.max_distractors])
+    shown = others[: cfg.max_distractors]
+    seen = join([name(o, cfg) for o in shown]) if grounded(cfg) else describe_group(shown)
     where = cfg.distracted_where
     if where == "start" or (where == "either" and rng.random() < 0.5):
         return f"I see {seen}. {b.focused}"
@@ -148,7 +170,8 @@ def _left_to_right(objs: list[Obj], idx: list[int]) -> list[int]:
 
 # ---------------------------------------------------------------- families
 def attribute(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Built]:
-    """'What color is the circle?' (unique shape) or 'What shape is the red object?' (unique colour)."""
+    """'What color is the circle?' (unique shape) or 'What shape is the red object?' (unique colour);
+    ``answer_share``: each other object takes the asked one's answer value with that probability."""
     n = _n(cfg, rng)
     by_colour = bool(rng.random() < 0.5)
     if by_colour:
@@ -159,15 +182,24 @@ def attribute(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Buil
         colour = _colour(cfg, rng)
         objs = [Obj(_shape(cfg, rng), colour, _size(cfg, rng))]
         objs += [Obj(_shape(cfg, rng), _colour(cfg, rng, {colour}), _size(cfg, rng)) for _ in range(n - 1)]
+    if cfg.answer_share > 0:  # binding scenes; no draw at 0, so older datasets stay identical
+        for o in objs[1:]:
+            if rng.random() < cfg.answer_share:
+                o.colour, o.shape = (objs[0].colour, o.shape) if by_colour else (o.colour, objs[0].shape)
     _add_labels(objs, cfg, rng)
     if not _placed(objs, cfg, rng):
         return None
     t, pos = objs[0], where(objs[0], cfg.width, cfg.height)
-    if by_colour:
-        return Built(objs, f"What color is the {t.shape}?", t.colour, [0],
-                     f"The {t.shape} is {pos}. It is {t.colour}.", "colour")
-    return Built(objs, f"What shape is the {t.colour} object?", t.shape, [0],
-                 f"The {t.colour} object is {pos}. It is a {t.shape}.", "shape")
+    q = f"What color is the {t.shape}?" if by_colour else f"What shape is the {t.colour} object?"
+    ans, said = (t.colour, t.colour) if by_colour else (t.shape, a(t.shape))
+    asked = f"the {t.shape}" if by_colour else f"the {t.colour} object"
+    if cfg.trace_style == "grounded":
+        trace = f"There is {name(t, cfg)}."
+    elif cfg.trace_style == "grounded_phrase":
+        trace = f"There is {name(t, cfg)}. So {asked} is {said}."
+    else:
+        trace = f"{asked[0].upper() + asked[1:]} is {pos}. It is {said}."
+    return Built(objs, q, ans, [0], trace, "colour" if by_colour else "shape")
 
 
 def _negative(strategy: str, objs: list[Obj], cfg: ShapesWorldConfig, rng: np.random.Generator) -> tuple[str, str]:
@@ -193,6 +225,9 @@ def _no_trace(objs: list[Obj], colour: str, shape: str, cfg: ShapesWorldConfig) 
     same_shape = _left_to_right(objs, [i for i, o in enumerate(objs) if o.shape == shape])
     same_colour = _left_to_right(objs, [i for i, o in enumerate(objs) if o.colour == colour])
     end = f"There is no {colour} {shape}."
+    if grounded(cfg) and (same_shape or same_colour):
+        ev = same_shape or same_colour
+        return ev, f"There is {join([name(objs[i], cfg) for i in ev])}. {end}"
     if len(same_shape) == 1:
         o = objs[same_shape[0]]
         return same_shape, f"The {shape} {where(o, cfg.width, cfg.height)} is {o.colour}. {end}"
@@ -219,8 +254,8 @@ def existence(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Buil
         t = objs[int(rng.integers(n))]
         colour, shape = t.colour, t.shape
         ev = _left_to_right(objs, [i for i, o in enumerate(objs) if (o.colour, o.shape) == (colour, shape)])
-        if len(ev) == 1:
-            focused = f"There is {a(colour)} {shape} {where(t, cfg.width, cfg.height)}."
+        if len(ev) == 1 or grounded(cfg):
+            focused = f"There is {join([name(objs[i], cfg) for i in ev])}."
         else:
             focused = f"There are {len(ev)} {colour} {PLURALS[shape]}."
         answer = "yes"
@@ -263,6 +298,8 @@ def spatial(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Built]
     else:
         conclusion = f"So the {sa} is {rel} the {sb}."
     focused = f"The {sa} is {pa}. The {sb} is {pb}. {conclusion}"
+    if grounded(cfg):
+        focused = f"There is {name(oa, cfg)}. There is {name(ob, cfg)}. {conclusion}"
     return Built(objs, q, ans, [0, 1], focused, form)
 
 
@@ -283,7 +320,11 @@ def counting(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Built
     if not _placed(objs, cfg, rng):
         return None
     ev = _left_to_right(objs, list(range(k)))
-    if by_colour:
+    if grounded(cfg):
+        items = join([name(objs[i], cfg) for i in ev])
+        q = f"How many {v} objects are there?" if by_colour else f"How many {PLURALS[v]} are there?"
+        focused = f"I count the {v + ' objects' if by_colour else PLURALS[v]}: {items}. That makes {k}."
+    elif by_colour:
         items = join([a(objs[i].shape) for i in ev])
         q, focused = f"How many {v} objects are there?", f"I count the {v} objects: {items}. That makes {k}."
     else:
@@ -306,6 +347,8 @@ def odd_one_out(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Bu
     else:
         q, ans = "One object has a different shape. What shape is it?", odd.shape
     focused = f"The odd one is {where(odd, cfg.width, cfg.height)}. It is {a(odd.colour)} {odd.shape}."
+    if grounded(cfg):
+        focused = f"The odd one is {name(odd, cfg)}."
     return Built(objs, q, ans, [0], focused, "colour" if by_colour else "shape")
 
 
@@ -323,6 +366,8 @@ def reading(cfg: ShapesWorldConfig, rng: np.random.Generator) -> Optional[Built]
     if not _placed(objs, cfg, rng):
         return None
     focused = f"The {shape} is {where(target, cfg.width, cfg.height)}. Its label says {target.label}."
+    if grounded(cfg):
+        focused = f"There is {name(target, cfg)}. Its label says {target.label}."
     return Built(objs, f"What does the label on the {shape} say?", target.label, [0], focused, "label")
 
 

@@ -80,11 +80,16 @@ def _unit_polygon(shape: str, size: int) -> tuple[tuple[int, int], ...]:
     return tuple((int(round(x)), int(round(y))) for x, y in pts)
 
 
-def place(objs: list[Obj], width: int, height: int, gap: int, rng: np.random.Generator, tries: int = 60) -> bool:
+def place(objs: list[Obj], width: int, height: int, gap: int, rng: np.random.Generator, tries: int = 60,
+          cell: int = 0) -> bool:
     """Give each object a position; boxes stay ``gap`` pixels apart and 2 pixels off the border.
 
+    ``cell > 0``: each object lies inside its own ``cell`` x ``cell`` square of the canvas (distinct cells
+    drawn at random, the object jittered inside, 1 pixel off the cell's edges; ``gap`` is not used).
     Returns False when some object found no room (the caller resamples the scene).
     """
+    if cell > 0:
+        return _place_in_cells(objs, width, height, cell, rng)
     placed: list[list[float]] = []
     for obj in objs:
         for _ in range(tries):
@@ -99,6 +104,17 @@ def place(objs: list[Obj], width: int, height: int, gap: int, rng: np.random.Gen
                 break
         else:
             return False
+    return True
+
+
+def _place_in_cells(objs: list[Obj], width: int, height: int, cell: int, rng: np.random.Generator) -> bool:
+    cols, rows = width // cell, height // cell
+    if len(objs) > cols * rows or any(o.size > cell - 2 for o in objs):
+        return False
+    for obj, k in zip(objs, rng.permutation(cols * rows)[: len(objs)]):
+        r, c = divmod(int(k), cols)
+        obj.x0 = c * cell + 1 + int(rng.integers(0, cell - obj.size - 1))
+        obj.y0 = r * cell + 1 + int(rng.integers(0, cell - obj.size - 1))
     return True
 
 

@@ -28,6 +28,9 @@ family that mirrors the paper's benchmarks:
 Traces: *focused* speaks only of the evidence ('The circle is at the top left. It is red.');
 *distracted* adds a sentence on up to ``max_distractors`` other objects, before or after
 ('I see a blue square and a green triangle. The circle is at the top left. It is red.').
+With ``trace_style="grounded"`` every object a trace mentions is named by colour, shape and position
+('There is a red circle top left.'; distractors: 'I see a blue square bottom right. ...'), and
+``cell_layout=28`` puts each object in its own merged patch (the grounded toy of issue 13, BENCHMARKS.md).
 ``source`` is ``shapes/{family}/{variant}/{focused|distracted}`` where the variant is the POPE
 strategy, the spatial form, or which attribute was asked.
 """
@@ -100,6 +103,17 @@ class ShapesWorldConfig:
     max_count: int = field(default=4, metadata=_h("largest count asked by counting questions"))
     distracted_frac: float = field(default=0.5, metadata=_h("fraction of distracted reasoning traces"))
     max_distractors: int = field(default=3, metadata=_h("most irrelevant objects a distracted trace mentions"))
+    cell_layout: int = field(default=0, metadata=_h(
+        "0: objects anywhere (min_gap apart); N > 0: each object inside its own N x N pixel cell, jittered "
+        "(28 = one merged patch of Qwen2.5-VL: one object per visual token); objects must be <= N - 2 px"))
+    trace_style: str = field(default="plain", metadata=_h(
+        "plain: 'The circle is at the top left. It is red.'; grounded: every object the reasoning names is "
+        "named with its colour, shape and position ('There is a red circle at the top left. So the circle is "
+        "red.'), distractors too, as Visual-CoT traces name their evidence box"))
+    answer_share: float = field(default=0.0, metadata=_h(
+        "attribute scenes: probability that each other object shares the asked object's answer (its colour when "
+        "the colour is asked, its shape when the shape is asked): binding scenes, where the answer cannot be read "
+        "off the image without finding the named object, and a look at another object sees the answer's value"))
     distracted_where: str = field(default="either", metadata=_h(
         "where a distracted trace puts its sentence on irrelevant objects: start, end, or either (at random)"))
 
@@ -146,9 +160,17 @@ def _check_config(c: ShapesWorldConfig) -> None:
             raise InputError(f"{name} must be a range (lo, hi) with 1 <= lo <= hi, got {(lo, hi)}")
     if c.large_size[1] + 4 > min(c.width, c.height):
         raise InputError(f"a {c.width}x{c.height} canvas cannot hold objects of {c.large_size[1]} px")
-    for name in ("large_frac", "label_prob", "existence_yes_frac", "distracted_frac"):
+    for name in ("large_frac", "label_prob", "existence_yes_frac", "distracted_frac", "answer_share"):
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise InputError(f"{name} must be in [0, 1], got {getattr(c, name)}")
+    if c.trace_style not in ("plain", "grounded", "grounded_phrase"):
+        raise InputError(f"trace_style must be plain, grounded or grounded_phrase, got {c.trace_style!r}")
+    if c.cell_layout < 0 or (c.cell_layout and (c.large_size[1] > c.cell_layout - 2 or c.small_size[1] >
+                                                 c.cell_layout - 2)):
+        raise InputError(f"cell_layout {c.cell_layout} needs objects of at most {c.cell_layout - 2} px "
+                         f"(small_size, large_size), or 0 for free placement")
+    if c.cell_layout and c.max_objects > (c.width // c.cell_layout) * (c.height // c.cell_layout):
+        raise InputError(f"a {c.width}x{c.height} canvas has fewer {c.cell_layout}-px cells than max_objects")
     if c.distracted_where not in ("start", "end", "either"):
         raise InputError(f"distracted_where must be start, end or either, got {c.distracted_where!r}")
     if c.max_count < 1 or c.pope_top_k < 1 or c.max_distractors < 1 or c.label_scale < 1 or not c.label_alphabet:

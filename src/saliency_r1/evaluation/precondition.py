@@ -22,6 +22,10 @@ looks at that object. Four measurements, on pairs of a focused and a distracted 
     attention alone (``attn``: Σ Â, no value x logit factor) and of the value x logit factor alone (Σ s with
     the attention replaced by ones, ReLU per answer token). The last depends on the reasoning only through
     σ_i: the visual tokens precede the response and the answer token is the same.
+(e) **by layer.** The holistic map before its ReLU is a sum over decoder layers; per layer, its mass (in
+    logit units, summed over answer tokens) on the evidence boxes, on the other objects' boxes and on the
+    rest of the image, mean over the focused and over the distracted traces: which layers carry the
+    evidence, and which push against it.
 
 Approximate: the heads and layers are pooled by summing their attention before normalising over V (a
 layer that attends more to the image counts more); a multi-token word is one case with its tokens' mean.
@@ -71,6 +75,7 @@ class Probe:
     think_attn: np.ndarray        # (J, V) normalised over V
     maps: dict[str, np.ndarray]   # holistic, think, answer, attn, value_logit: (V,)
     cases: list[tuple[float, float, float]]  # (own share, chance, best other share or nan)
+    layer_mass: np.ndarray | None = None     # (L, 3) pre-ReLU holistic mass: evidence, other objects, rest
 
 
 @dataclass
@@ -86,6 +91,7 @@ class PreconditionResult:
     decomposition: dict[str, dict[str, float]]  # full / rollout attention / value x logit -> paired_stats
     n_pairs: int = 0
     meta: dict = field(default_factory=dict)
+    layer_mass: dict = field(default_factory=dict)  # "focused" / "distracted" -> (L, 3) lists, mean over pairs
 
 
 def _normalise_rows(a: torch.Tensor) -> np.ndarray:
@@ -125,6 +131,30 @@ def object_cases(p: np.ndarray, grid: tuple[int, int], image_size: tuple[int, in
     return out
 
 
+def region_weights(grid: tuple[int, int], image_size: tuple[int, int], boxes: list) -> np.ndarray:
+    """``(V,)`` share of each merged cell's area inside the union of ``boxes`` (exact overlaps).
+
+    >>> region_weights((1, 2), (56, 28), [[0, 0, 14, 28]]).tolist()
+    [0.5, 0.0]
+    """
+    h, w = grid
+    out = np.zeros(h * w)
+    if not boxes:
+        return out
+    for v in range(h * w):
+        one = np.zeros(h * w)
+        one[v] = 1.0
+        out[v] = score_grid(one.reshape(h, w), image_size, boxes)
+    return out
+
+
+def _layer_mass(layers: np.ndarray, grid, image_size, t: Trace) -> np.ndarray:
+    """``(L, V)`` per-layer pre-ReLU maps -> ``(L, 3)`` mass on the evidence, the other objects, the rest."""
+    ev = region_weights(grid, image_size, t.evidence)
+    objs = np.maximum(region_weights(grid, image_size, t.objects), ev)
+    return layers @ np.stack([ev, objs - ev, 1.0 - objs], 1)
+
+
 def probe(model, t: Trace) -> Probe:
     """Teacher-force ``t`` through ``model`` (a :class:`~saliency_r1.SaliencyModel`) with the one tracer entry
     (:func:`saliency_r1.attribution.maps.trace_batch`, a batch of one) and read what the diagnostic needs."""
@@ -146,7 +176,9 @@ def probe(model, t: Trace) -> Probe:
     if any(a < 0 or b > len(p) or a >= b for (a, b), _ in rel):
         raise InputError("a mention's token span lies outside the thinking span; pass spans inside <think>...</think>")
     maps = {k: getattr(ex, k).double().numpy() for k in ("holistic", "think", "answer", "attn", "value_logit")}
-    return Probe(grid, image.size, p, maps, object_cases(p, grid, image.size, t.objects, rel))
+    layers = None if ex.holistic_layers is None else \
+        _layer_mass(ex.holistic_layers.double().numpy(), grid, image.size, t)
+    return Probe(grid, image.size, p, maps, object_cases(p, grid, image.size, t.objects, rel), layers)
 
 
 def _energy(pr: Probe, boxes: list, key: str) -> float:
@@ -189,10 +221,14 @@ def diagnose(model, pairs: list[tuple[Trace, Trace]], variants: tuple[str, ...] 
                                      [_energy(d, t.evidence, k) for (_, d), (t, _) in zip(probes, pairs)])
                      for k, _ in DECOMPOSITION}
     tv = [0.5 * np.abs(f.think_attn.mean(0) - d.think_attn.mean(0)).sum() for f, d in probes]
+    layer_mass = {}
+    if all(f.layer_mass is not None and d.layer_mass is not None for f, d in probes):
+        layer_mass = {k: np.mean([two[i].layer_mass for two in probes], 0).tolist()
+                      for i, k in enumerate(("focused", "distracted"))}
     return PreconditionResult(own=cases[:, 0], chance=cases[:, 1], best_other=cases[:, 2],
                               entropy=np.concatenate([normalised_entropy(pr.think_attn) for pr in flat]),
                               attention_tv=np.asarray(tv), focus=focus, decomposition=decomposition,
-                              n_pairs=len(pairs), meta=dict(meta or {}))
+                              n_pairs=len(pairs), meta=dict(meta or {}), layer_mass=layer_mass)
 
 
 def shapes_mentions(tokenizer, response: str, objects: list[dict]) -> list[tuple[tuple[int, int], int]]:
@@ -292,6 +328,12 @@ def precondition_markdown(r: PreconditionResult) -> str:
             rows.append(f"| (d) {label}: energy-PG focused / distracted, gap (pts), wins | "
                         f"{_pct(s['focused'])} / {_pct(s['distracted'])}, {100 * s['gap']:+.1f} ± "
                         f"{100 * s['gap_se']:.1f}, {_pct(s['focused_wins'])} | |")
+    if r.layer_mass:
+        for layer, (f, d) in enumerate(zip(r.layer_mass["focused"], r.layer_mass["distracted"])):
+            f, d = 1000 * np.asarray(f), 1000 * np.asarray(d)
+            rows.append(f"| (e) layer {layer}: pre-ReLU holistic mass on evidence / other objects / rest, focused "
+                        f"-> distracted | {f[0]:+.2f} / {f[1]:+.2f} / {f[2]:+.2f} -> {d[0]:+.2f} / {d[1]:+.2f} / "
+                        f"{d[2]:+.2f} | 10^-3 logit |")
     return "\n".join(rows)
 
 
@@ -353,5 +395,5 @@ def from_dict(d: dict) -> PreconditionResult:
 
 
 __all__ = ["Trace", "Probe", "PreconditionResult", "normalised_entropy", "object_cases", "probe", "diagnose",
-           "shapes_mentions", "shapes_pairs", "shapes_precondition", "precondition_markdown", "to_dict",
+           "shapes_mentions", "shapes_pairs", "region_weights", "shapes_precondition", "precondition_markdown", "to_dict",
            "from_dict", "DECOMPOSITION", "GATES", "precondition_verdict"]

@@ -22,7 +22,7 @@ from ..errors import InputError
 class Preset:
     """Sizes of one demo run."""
 
-    sft_steps: int = field(default=1200, metadata={"help": "SFT optimizer steps (configs/sft_shapes.yaml: 1500)"})
+    sft_steps: int = field(default=1800, metadata={"help": "SFT optimizer steps (configs/sft_shapes.yaml: 1800)"})
     grpo_steps: int = field(default=128, metadata={"help": "GRPO steps per arm (one prompt x 8 rollouts each)"})
     grpo_n: int = field(default=128, metadata={"help": "ShapesWorld prompts for GRPO"})
     n_test: int = field(default=100, metadata={"help": "held-out samples evaluated"})
@@ -41,7 +41,7 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(),
-    "full": Preset(sft_steps=1500, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60, n_focus=100,
+    "full": Preset(sft_steps=1800, grpo_steps=300, grpo_n=320, n_test=300, n_counterfactual=60, n_focus=100,
                    seeds=(0, 1, 2), variants=("pure", "attn", "think", "answer", "zero", "authors")),
 }
 
