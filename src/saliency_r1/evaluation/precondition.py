@@ -365,12 +365,19 @@ def precondition_verdict(r: PreconditionResult) -> dict:
         checks["all-zero maps <= 5 %"] = f["all_zero"] <= GATES["all_zero"]
     holds = all(checks.values())
     failed = [k for k, ok in checks.items() if not ok]
-    text = (f"The reward can see the reasoning on this model: every gate passes ({ratio:.2f}x chance, named box "
-            f"first in {100 * beats:.0f} %)." if holds else
-            f"The reward cannot see the reasoning on this model: {', '.join(failed)} failed (thinking tokens that "
-            f"name an object put {ratio:.2f}x chance on its box, and more on it than on every other box in "
-            f"{100 * beats:.0f} % of cases). GRPO with the saliency reward then has no signal to make the reasoning "
-            "focused, so the demo cannot test the paper's claim either way.")
+    looks = checks["attention share >= 3x chance"] and checks["named box > every other box in >= 80 %"]
+    seen = (f"thinking tokens that name an object put {ratio:.2f}x chance on its box, and more on it than on every "
+            f"other box in {100 * beats:.0f} % of cases")
+    if holds:
+        text = f"The reward can see the reasoning on this model: every gate passes ({seen})."
+    elif looks:
+        text = (f"Thinking tokens look at what they name here ({seen}), but the reward does not turn that into a "
+                f"preference for focused reasoning: {', '.join(failed)} failed. GRPO with this reward then has "
+                "little signal to make the reasoning focused, so the demo cannot test the paper's claim either way.")
+    else:
+        text = (f"The reward cannot see the reasoning on this model: {', '.join(failed)} failed ({seen}). GRPO with "
+                "the saliency reward then has no signal to make the reasoning focused, so the demo cannot test the "
+                "paper's claim either way.")
     return {"holds": holds, "checks": checks, "text": text}
 
 
