@@ -61,6 +61,18 @@ def test_grounded_options_are_checked(bad):
         dataclasses.replace(GROUNDED, **bad)
 
 
+CELL_NAME = re.compile(r"(circle|square|triangle|cross|diamond) (top|middle|bottom) (left|centre|right)")
+
+
+@pytest.mark.parametrize("family", ["attribute", "existence", "spatial", "counting", "odd_one_out", "reading"])
+def test_plain_traces_never_use_the_grounded_names(family):
+    """The compact 'a red square top left' is the grounded style's only: plain traces keep 'at the top left'."""
+    for style, want in (("plain", False), ("grounded_phrase", False), ("grounded", True)):
+        cfg = ShapesWorldConfig(families={family: 1.0}, trace_style=style, distracted_frac=0.5)
+        found = [bool(CELL_NAME.search(s["reasoning"])) for s in generate(cfg, 80, seed=2)]
+        assert any(found) if want else not any(found), (family, style)
+
+
 def test_plain_default_unchanged_by_the_options():
     plain = generate(ShapesWorldConfig(), 5, seed=1)
     assert all(not MENTION.search(s["reasoning"]) for s in plain)

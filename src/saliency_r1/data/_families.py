@@ -110,12 +110,13 @@ def cell_name(obj: Obj, width: int, height: int) -> str:
 
 
 def name(o: Obj, cfg: ShapesWorldConfig) -> str:
-    """One object as grounded traces name it: 'a red square top left' (every word after the article
-    depends on the object, so each token that names it must look at it to predict the next), or with
-    ``trace_style='grounded_phrase'`` 'a red square at the top left'."""
-    if cfg.trace_style == "grounded_phrase":
-        return f"{a(o.colour + ' ' + o.shape)} {where(o, cfg.width, cfg.height)}"
-    return f"{a(o.colour + ' ' + o.shape)} {cell_name(o, cfg.width, cfg.height)}"
+    """One object with its colour, shape and position: with ``trace_style='grounded'`` 'a red square top
+    left' (every word after the article depends on the object, so each token that names it must look at it
+    to predict the next), otherwise (``grounded_phrase``, and the plain traces' 'There is a red square at the
+    top.') 'a red square at the top left'."""
+    if cfg.trace_style == "grounded":
+        return f"{a(o.colour + ' ' + o.shape)} {cell_name(o, cfg.width, cfg.height)}"
+    return f"{a(o.colour + ' ' + o.shape)} {where(o, cfg.width, cfg.height)}"
 
 
 def a(word: str) -> str:
