@@ -53,37 +53,22 @@ def train(args, world: dict, out: Path) -> tuple[Path, float]:
 
 
 def layer_sets(model, cfg, n: int = 100) -> dict:
-    """Focus gap of the holistic map summed over subsets of layers (pre-ReLU per layer, then ReLU)."""
-    from saliency_r1.attribution.batch import build_batch
-    from saliency_r1.attribution.inputs import open_image, prompt_inputs, response_ids
-    from saliency_r1.attribution.maps import trace_batch
-    from saliency_r1.evaluation.focus import paired_traces
-    from saliency_r1.grammar import end_of_turn_id
+    """Focus gap of the holistic map summed over subsets of layers (pre-ReLU per layer, then ReLU), on the
+    diagnostic's own pairs and probes."""
+    from saliency_r1.evaluation.focus import paired_stats
+    from saliency_r1.evaluation.precondition import probe, shapes_pairs
     from saliency_r1.scoring import score_grid
 
-    tok = model.processor.tokenizer
     nl = model.hf.config.text_config.num_hidden_layers
     sets = {"all": list(range(nl)), "upper half": list(range(nl // 2, nl)), "last": [nl - 1]}
-    scores = {k: [] for k in sets}
-    for s, f, d in paired_traces(cfg, n, seed=30000, split="validation"):
-        image = open_image(s["image"], min_side=model.patch_pixels)
-        pair = {k: [] for k in sets}
-        for r in (f, d):
-            ids = response_ids(model.processor, r, end_of_turn_id(tok))
-            b = build_batch([prompt_inputs(model.processor, [image], s["question"])], [ids], [model.spans(ids)],
-                            tok.pad_token_id or 0, model.merge_size)
-            ex = trace_batch(model.model, model.spec, b)[0]
+    scores = {k: ([], []) for k in sets}
+    for pair in shapes_pairs(model.processor.tokenizer, cfg, n, seed=30000, split="validation"):
+        for side, t in enumerate(pair):
+            pr = probe(model, t)
             for k, layers in sets.items():
-                m = ex.holistic_layers[layers].sum(0).clamp_min(0).double().numpy()
-                pair[k].append(score_grid(m.reshape(ex.grids[0]), image.size, s["boxes"]))
-        for k in sets:
-            scores[k].append(pair[k][0] - pair[k][1])
-    out = {}
-    for k, g in scores.items():
-        g = np.asarray(g)
-        out[k] = {"gap": float(g.mean()), "gap_se": float(g.std(ddof=1) / np.sqrt(len(g))),
-                  "focused_wins": float(np.mean((g > 0) + 0.5 * (g == 0)))}
-    return out
+                m = np.maximum(pr.layers[layers].sum(0), 0.0).reshape(pr.grid)
+                scores[k][side].append(score_grid(m, pr.image_size, t.evidence))
+    return {k: paired_stats(*v) for k, v in scores.items()}
 
 
 def main() -> None:

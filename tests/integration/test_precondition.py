@@ -118,12 +118,13 @@ def test_cli_writes_the_table(tiny_dir, tmp_path, capsys):
 def test_layer_terms_sum_to_the_holistic_map(tiny, pairs):
     """(e): the per-layer pre-ReLU holistic maps add up to the map (one answer token: ReLU of their sum), and
     the three regions (evidence, other objects, rest) partition each layer's mass."""
-    from saliency_r1.evaluation.precondition import region_weights
+    from saliency_r1.evaluation.precondition import layer_mass, region_weights
 
     t = pairs[0][0]
     one = "<think>It is red.</think>2"  # '2' is one token for the tiny tokenizer
     pr = probe(tiny, Trace(t.image, t.question, one, t.evidence, t.objects))
-    assert pr.layer_mass.shape == (tiny.hf.config.text_config.num_hidden_layers, 3)
+    mass = layer_mass(pr, Trace(t.image, t.question, one, t.evidence, t.objects))
+    assert mass.shape == (tiny.hf.config.text_config.num_hidden_layers, 3)
     from saliency_r1.attribution.batch import build_batch
     from saliency_r1.attribution.inputs import open_image, prompt_inputs, response_ids
     from saliency_r1.attribution.maps import trace_batch
@@ -135,6 +136,7 @@ def test_layer_terms_sum_to_the_holistic_map(tiny, pairs):
                                                         [tiny.spans(ids)], 0, tiny.merge_size))[0]
     layers = ex.holistic_layers.double()
     torch.testing.assert_close(layers.sum(0).clamp_min(0), ex.holistic.double(), atol=1e-6, rtol=1e-5)
-    np.testing.assert_allclose(pr.layer_mass.sum(1), layers.sum(1).numpy(), atol=1e-9)
+    np.testing.assert_allclose(pr.layers, layers.numpy(), atol=1e-12)
+    np.testing.assert_allclose(mass.sum(1), layers.sum(1).numpy(), atol=1e-9)
     w = region_weights(ex.grids[0], image.size, t.objects)
     assert ((w >= 0) & (w <= 1)).all() and w.sum() > 0

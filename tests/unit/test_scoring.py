@@ -362,3 +362,18 @@ def test_score_result():
         score_result(res, boxes=box, image=1)
     with pytest.raises(InputError, match="unknown map"):
         score_result(res, boxes=box, which="rollout")
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.lists(st.tuples(st.floats(0, 60), st.floats(0, 40),
+                                                             st.floats(1, 30), st.floats(1, 30)), min_size=1, max_size=3),
+       st.integers(0, 2**31 - 1))
+@settings(max_examples=60, deadline=None)
+def test_cell_coverage_is_the_weight_score_grid_puts_on_the_map(h, w, boxes, seed):
+    from saliency_r1.scoring.metrics import cell_coverage
+
+    xyxy = [[x, y, min(x + bw, 60.0), min(y + bh, 40.0)] for x, y, bw, bh in boxes]
+    xyxy = [b for b in xyxy if b[2] > b[0] and b[3] > b[1]] or [[0.0, 0.0, 1.0, 1.0]]
+    m = np.random.default_rng(seed).random((h, w)) + 1e-3
+    cov = cell_coverage((h, w), (60, 40), xyxy)
+    assert cov.shape == (h, w) and ((cov >= 0) & (cov <= 1 + 1e-12)).all()
+    assert score_grid(m, (60, 40), xyxy) == pytest.approx(float((m * cov).sum() / m.sum()), abs=1e-12)

@@ -44,6 +44,7 @@ import torch
 from ..errors import InputError
 from ..grammar import end_of_turn_id
 from ..scoring import score_grid
+from ..scoring.metrics import cell_coverage
 from .focus import focus_gap, paired_stats, paired_traces
 
 MIN_PRECISION = 1e-12
@@ -75,7 +76,7 @@ class Probe:
     think_attn: np.ndarray        # (J, V) normalised over V
     maps: dict[str, np.ndarray]   # holistic, think, answer, attn, value_logit: (V,)
     cases: list[tuple[float, float, float]]  # (own share, chance, best other share or nan)
-    layer_mass: np.ndarray | None = None     # (L, 3) pre-ReLU holistic mass: evidence, other objects, rest
+    layers: np.ndarray | None = None         # (L, V) pre-ReLU holistic map of each decoder layer
 
 
 @dataclass
@@ -132,27 +133,20 @@ def object_cases(p: np.ndarray, grid: tuple[int, int], image_size: tuple[int, in
 
 
 def region_weights(grid: tuple[int, int], image_size: tuple[int, int], boxes: list) -> np.ndarray:
-    """``(V,)`` share of each merged cell's area inside the union of ``boxes`` (exact overlaps).
+    """``(V,)`` share of each merged cell's area inside the union of ``boxes`` (exact overlaps,
+    :func:`saliency_r1.scoring.metrics.cell_coverage` flattened).
 
     >>> region_weights((1, 2), (56, 28), [[0, 0, 14, 28]]).tolist()
     [0.5, 0.0]
     """
-    h, w = grid
-    out = np.zeros(h * w)
-    if not boxes:
-        return out
-    for v in range(h * w):
-        one = np.zeros(h * w)
-        one[v] = 1.0
-        out[v] = score_grid(one.reshape(h, w), image_size, boxes)
-    return out
+    return cell_coverage(grid, image_size, boxes).ravel()
 
 
-def _layer_mass(layers: np.ndarray, grid, image_size, t: Trace) -> np.ndarray:
-    """``(L, V)`` per-layer pre-ReLU maps -> ``(L, 3)`` mass on the evidence, the other objects, the rest."""
-    ev = region_weights(grid, image_size, t.evidence)
-    objs = np.maximum(region_weights(grid, image_size, t.objects), ev)
-    return layers @ np.stack([ev, objs - ev, 1.0 - objs], 1)
+def layer_mass(pr: Probe, t: Trace) -> np.ndarray:
+    """``(L, 3)`` mass of ``pr``'s per-layer pre-ReLU maps on ``t``'s evidence, its other objects, the rest."""
+    ev = region_weights(pr.grid, pr.image_size, t.evidence)
+    objs = np.maximum(region_weights(pr.grid, pr.image_size, t.objects), ev)
+    return pr.layers @ np.stack([ev, objs - ev, 1.0 - objs], 1)
 
 
 def probe(model, t: Trace) -> Probe:
@@ -176,8 +170,7 @@ def probe(model, t: Trace) -> Probe:
     if any(a < 0 or b > len(p) or a >= b for (a, b), _ in rel):
         raise InputError("a mention's token span lies outside the thinking span; pass spans inside <think>...</think>")
     maps = {k: getattr(ex, k).double().numpy() for k in ("holistic", "think", "answer", "attn", "value_logit")}
-    layers = None if ex.holistic_layers is None else \
-        _layer_mass(ex.holistic_layers.double().numpy(), grid, image.size, t)
+    layers = None if ex.holistic_layers is None else ex.holistic_layers.double().numpy()
     return Probe(grid, image.size, p, maps, object_cases(p, grid, image.size, t.objects, rel), layers)
 
 
@@ -221,14 +214,14 @@ def diagnose(model, pairs: list[tuple[Trace, Trace]], variants: tuple[str, ...] 
                                      [_energy(d, t.evidence, k) for (_, d), (t, _) in zip(probes, pairs)])
                      for k, _ in DECOMPOSITION}
     tv = [0.5 * np.abs(f.think_attn.mean(0) - d.think_attn.mean(0)).sum() for f, d in probes]
-    layer_mass = {}
-    if all(f.layer_mass is not None and d.layer_mass is not None for f, d in probes):
-        layer_mass = {k: np.mean([two[i].layer_mass for two in probes], 0).tolist()
-                      for i, k in enumerate(("focused", "distracted"))}
+    by_layer = {}
+    if all(f.layers is not None and d.layers is not None for f, d in probes):
+        by_layer = {k: np.mean([layer_mass(pr[i], t[i]) for pr, t in zip(probes, pairs)], 0).tolist()
+                    for i, k in enumerate(("focused", "distracted"))}
     return PreconditionResult(own=cases[:, 0], chance=cases[:, 1], best_other=cases[:, 2],
                               entropy=np.concatenate([normalised_entropy(pr.think_attn) for pr in flat]),
                               attention_tv=np.asarray(tv), focus=focus, decomposition=decomposition,
-                              n_pairs=len(pairs), meta=dict(meta or {}), layer_mass=layer_mass)
+                              n_pairs=len(pairs), meta=dict(meta or {}), layer_mass=by_layer)
 
 
 def shapes_mentions(tokenizer, response: str, objects: list[dict]) -> list[tuple[tuple[int, int], int]]:
@@ -402,5 +395,5 @@ def from_dict(d: dict) -> PreconditionResult:
 
 
 __all__ = ["Trace", "Probe", "PreconditionResult", "normalised_entropy", "object_cases", "probe", "diagnose",
-           "shapes_mentions", "shapes_pairs", "region_weights", "shapes_precondition", "precondition_markdown", "to_dict",
+           "shapes_mentions", "shapes_pairs", "region_weights", "layer_mass", "shapes_precondition", "precondition_markdown", "to_dict",
            "from_dict", "DECOMPOSITION", "GATES", "precondition_verdict"]

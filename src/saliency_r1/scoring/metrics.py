@@ -168,13 +168,32 @@ def score_grid(grid_map: Any, image_size: tuple[int, int], boxes_xyxy: Any, *, b
     boxes = to_xyxy(boxes_xyxy, box_format, (width, height))
     if m is None:
         return 0.0
-    h, w = m.shape
+    inside_area, cell_area = _inside_area(m.shape, (width, height), boxes)
+    return float(np.clip((m * inside_area).sum() / (m.sum() * cell_area), 0.0, 1.0))
+
+
+def _inside_area(grid: tuple[int, int], size: tuple[int, int], boxes: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(h, w)`` area of each grid cell inside the union of ``(n, 4)`` xyxy boxes, and one cell's area."""
+    (h, w), (width, height) = grid, size
     xs, ys, covered = union_cells(boxes)  # covered: (ny, nx)
     oy = interval_overlaps(cell_edges(h, height), ys)  # (h, ny)
     ox = interval_overlaps(cell_edges(w, width), xs)  # (w, nx)
-    inside_area = oy @ covered @ ox.T  # (h, w): area of each cell inside the union
-    cell_area = (width / w) * (height / h)
-    return float(np.clip((m * inside_area).sum() / (m.sum() * cell_area), 0.0, 1.0))
+    return oy @ covered @ ox.T, (width / w) * (height / h)
+
+
+def cell_coverage(grid: tuple[int, int], image_size: tuple[int, int], boxes_xyxy: Any, *,
+                  box_format: str = "xyxy") -> np.ndarray:
+    """``(h, w)`` share of each grid cell's area inside the union of the boxes: the weights
+    :func:`score_grid` puts on the map (``score_grid(M) = Σ M·coverage / Σ M`` for ``M >= 0``); zeros without boxes.
+
+    >>> cell_coverage((1, 2), (4, 2), [1, 0, 4, 2]).tolist()
+    [[0.5, 1.0]]
+    """
+    width, height = check_size(image_size)
+    if boxes_xyxy is None or len(boxes_xyxy) == 0:
+        return np.zeros(tuple(grid))
+    inside_area, cell_area = _inside_area(tuple(grid), (width, height), to_xyxy(boxes_xyxy, box_format, (width, height)))
+    return inside_area / cell_area
 
 
 def score_grids(grid_maps: Sequence[Any], image_sizes: Sequence[tuple[int, int]], boxes: Sequence[Any],
@@ -193,4 +212,5 @@ def score_grids(grid_maps: Sequence[Any], image_sizes: Sequence[tuple[int, int]]
                      for m, size, b in zip(grid_maps, image_sizes, boxes)], dtype=np.float64)
 
 
-__all__ = ["PG_TIES", "alignment", "pointing_game", "region_mask", "score_map", "score_grid", "score_grids"]
+__all__ = ["PG_TIES", "alignment", "pointing_game", "region_mask", "score_map", "score_grid", "score_grids",
+           "cell_coverage"]
